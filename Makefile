@@ -1,0 +1,26 @@
+# `make test` and `make demo` each create .venv (if needed) and install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The demo keeps its Theano config beside the environment instead of editing ~/.theanorc.
+DEMO_THEANORC := $(CURDIR)/$(VENV)/theanorc
+
+.PHONY: test demo venv clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[theano,test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	THEANORC=$(DEMO_THEANORC) $(BIN)/theano-det patch
+	THEANORC=$(DEMO_THEANORC) $(BIN)/theano-det status
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

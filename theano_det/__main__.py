@@ -1,0 +1,5 @@
+import sys
+
+from theano_det.cli import main
+
+sys.exit(main())

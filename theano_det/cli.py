@@ -1,0 +1,221 @@
+"""The `theano-det` command: the only module that prints or knows exit codes.
+
+Messages go to stderr; diffs and --json documents to stdout.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from theano_det import __version__, operations, sourceplan
+from theano_det.errors import CannotRun, Refused, TheanoDetError
+from theano_det.target import locate
+
+# Exit codes, the same for every command (see README "Exit codes").
+OK = 0  # done, or nothing to do
+PENDING = 1  # something would change / is not applied; or non-determinism found (verify)
+USAGE = 2  # bad command line (click uses 2 as well)
+REFUSED = 3  # unknown file content, drift, permission, lock held
+CANNOT_RUN = 4  # no Theano, no GPU where one is required
+INTERRUPTED = 130
+
+EXIT_CODES = {Refused: REFUSED, CannotRun: CANNOT_RUN}
+
+
+def say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def emit_json(document: dict) -> None:
+    click.echo(json.dumps(document, indent=2, default=str))
+
+
+def target_options(command):
+    """--python / --theano-dir, shared by every command that acts on a Theano."""
+
+    @click.option("--python", "python", metavar="PATH",
+                  help="Act on the Theano importable by this interpreter (default: the one running theano-det).")
+    @click.option("--theano-dir", "theano_dir", metavar="DIR",
+                  type=click.Path(exists=True, file_okay=False),
+                  help="Act on this `theano` package folder.")
+    @functools.wraps(command)
+    def wrapper(*args, python=None, theano_dir=None, **kwargs):
+        if python and theano_dir:
+            raise click.UsageError("--python and --theano-dir choose the target two ways; give one")
+        return command(*args, target_choice=(python, theano_dir), **kwargs)
+
+    return wrapper
+
+
+def handle_errors(command):
+    """Turn our exceptions into a message and the documented exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except TheanoDetError as error:
+            say(f"theano-det: {error.message}")
+            if error.hint:
+                say(f"hint: {error.hint}")
+            return EXIT_CODES.get(type(error), REFUSED)
+        except KeyboardInterrupt:
+            say("theano-det: interrupted; every file is as it was before this run or fully written")
+            return INTERRUPTED
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="theano-det")
+def cli():
+    """Make legacy Theano training reproducible, bit for bit, on NVIDIA GPUs."""
+
+
+@cli.command()
+@target_options
+@click.option("--dry-run", is_flag=True, help="Print the changes as a unified diff; write nothing.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 when something would change.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@click.option("--force", is_flag=True,
+              help="Patch files that are not as expected (hand-edited, unknown release): "
+                   "the call sites that exist are shown and changed.")
+@click.option("--lock-timeout", default=60.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for another theano-det run on the same Theano.")
+@handle_errors
+def patch(target_choice, dry_run, check, as_json, force, lock_timeout):
+    """Rewrite the non-deterministic op calls in the target Theano."""
+    if dry_run and check:
+        raise click.UsageError("--dry-run and --check are two ways to write nothing; give one")
+    mode = operations.DRY_RUN if dry_run else operations.CHECK if check else operations.WRITE
+    target = locate(*target_choice)
+    report = operations.patch(target, mode=mode, force=force, lock_timeout=lock_timeout)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        say(f"target: {target.describe()}")
+        show_forced(report)
+        if mode == operations.DRY_RUN:
+            for plan in report.files:
+                if plan.needs_write:
+                    click.echo(plan.diff(), nl=False)
+        show_patch_summary(report)
+    if mode == operations.CHECK and report.changed:
+        return PENDING
+    return OK
+
+
+def show_forced(report) -> None:
+    for plan in report.files:
+        if plan.state in sourceplan.REFUSED:
+            say(f"{plan.relative}: {plan.state} ({plan.problem}); --force patches these sites:")
+            for outcome in plan.outcomes:
+                for site in outcome.sites:
+                    say(f"  line {site.line}: {site.old} -> {site.new}")
+                for site in outcome.skipped:
+                    say(f"  line {site.line}: {site.old} left alone: {site.note}")
+
+
+def show_patch_summary(report) -> None:
+    verb = {"write": "patched", "dry-run": "would patch", "check": "would patch"}[report.mode]
+    for plan in report.files:
+        if plan.needs_write:
+            sites = sum(len(outcome.sites) for outcome in plan.outcomes)
+            lines = ", ".join(str(site.line) for outcome in plan.outcomes for site in outcome.sites)
+            say(f"{plan.relative}: {verb} ({sites} site(s){': lines ' + lines if lines else ''})")
+        else:
+            say(f"{plan.relative}: already patched")
+    if not report.changed:
+        say("already patched: nothing to do")
+
+
+@cli.command()
+@target_options
+@click.option("--dry-run", is_flag=True, help="Print what would be restored as a unified diff; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@click.option("--lock-timeout", default=60.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for another theano-det run on the same Theano.")
+@handle_errors
+def unpatch(target_choice, dry_run, as_json, lock_timeout):
+    """Restore the original files that theano-det patched."""
+    target = locate(*target_choice)
+    report = operations.unpatch(target, mode=operations.DRY_RUN if dry_run else operations.WRITE,
+                                lock_timeout=lock_timeout)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        say(f"target: {target.describe()}")
+        verb = "would restore" if dry_run else "restored"
+        for plan in report.files:
+            if dry_run:
+                click.echo(sourceplan.unified_diff(plan.relative, plan.current, plan.original), nl=False)
+            say(f"{plan.relative}: {verb} the original")
+        for relative, reason in report.left_alone:
+            say(f"{relative}: left alone: {reason}")
+        for note in report.notes:
+            say(note)
+    return REFUSED if report.left_alone else OK
+
+
+@cli.command()
+@target_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@handle_errors
+def status(target_choice, as_json):
+    """Report what is patched in the target Theano (exit 0 all applied, 1 pending, 3 modified by others)."""
+    target = locate(*target_choice)
+    report = operations.status(target)
+    code = status_code(report)
+    if as_json:
+        document = report.to_json()
+        document["exit_code"] = code
+        emit_json(document)
+    else:
+        say(f"target: {target.describe()}")
+        for plan in report.files:
+            say(f"{plan.relative}: {STATE_WORDS[plan.state]}" + (f" ({plan.problem})" if plan.problem else ""))
+        if report.interrupted:
+            say("an earlier run was interrupted between writes: run `theano-det patch` or `unpatch` again")
+    return code
+
+
+STATE_WORDS = {
+    sourceplan.PRISTINE: "pristine (not patched)",
+    sourceplan.PATCHED: "patched",
+    sourceplan.OUTDATED: "patched by an older theano-det (patch again to update)",
+    sourceplan.REINSTALLED: "reinstalled since patching (not patched)",
+    sourceplan.MODIFIED: "modified by someone else",
+    sourceplan.UNEXPECTED: "not as expected",
+    sourceplan.BACKUP_DAMAGED: "patched, but the backup is damaged",
+}
+
+
+def status_code(report) -> int:
+    states = {plan.state for plan in report.files}
+    if states & sourceplan.REFUSED:
+        return REFUSED
+    if states - {sourceplan.PATCHED} or report.interrupted:
+        return PENDING
+    return OK
+
+
+def main(argv=None) -> int:
+    try:
+        result = cli.main(args=argv, prog_name="theano-det", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.ClickException as error:
+        error.show()
+        return USAGE if isinstance(error, click.UsageError) else error.exit_code
+    except click.exceptions.Abort:
+        say("theano-det: interrupted")
+        return INTERRUPTED
+    return result if isinstance(result, int) else OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

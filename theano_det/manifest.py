@@ -1,0 +1,120 @@
+"""The record of what theano-det changed in one Theano installation.
+
+It lives with the installation (`<theano>/.theano-det/manifest.json`, beside the
+backups) so that `status` and `unpatch` work from any interpreter, and it survives a
+reinstall of Theano, which lets `status` say "reinstalled since patching".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from theano_det import __version__
+from theano_det.errors import Refused
+
+STATE_DIR_NAME = ".theano-det"
+FORMAT = 1
+
+
+def state_dir(package_dir: Path) -> Path:
+    return Path(package_dir) / STATE_DIR_NAME
+
+
+@dataclass
+class FileRecord:
+    patches: list  # patch ids applied to this file
+    sha256_before: str  # the original (what unpatch restores)
+    sha256_after: str  # what we wrote
+    mode: int
+    backup: str  # relative to the state folder
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Manifest:
+    state: str = "applied"  # "applying" while a transaction runs; left so if it was killed
+    files: dict = field(default_factory=dict)  # relative path -> FileRecord
+    config: dict = field(default_factory=dict)  # config file path -> record (see theanorc)
+    target: dict = field(default_factory=dict)
+    tool_version: str = __version__
+    created: str = ""
+    updated: str = ""
+
+    def is_empty(self) -> bool:
+        return not self.files and not self.config
+
+    def to_bytes(self) -> bytes:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        document = {
+            "format": FORMAT,
+            "tool": "theano-det",
+            "tool_version": __version__,
+            "created": self.created or now,
+            "updated": now,
+            "state": self.state,
+            "target": self.target,
+            "files": {path: record.to_json() for path, record in sorted(self.files.items())},
+            "config": self.config,
+        }
+        return (json.dumps(document, indent=2, sort_keys=False) + "\n").encode("utf-8")
+
+
+def manifest_path(package_dir: Path) -> Path:
+    return state_dir(package_dir) / "manifest.json"
+
+
+def load(package_dir: Path) -> Manifest | None:
+    """The installation's manifest, None when there is none; Refused when it is unreadable."""
+    path = manifest_path(package_dir)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise Refused(f"cannot read {path}: {error.strerror}") from error
+    try:
+        return parse(raw)
+    except (ValueError, KeyError, TypeError) as error:
+        raise Refused(
+            f"the manifest {path} is damaged ({error}); it records what theano-det changed, "
+            "so nothing was done",
+            hint="restore it from a backup, or reinstall Theano (pip install --force-reinstall "
+            f"--no-deps theano==VERSION) and remove {path.parent}",
+        ) from error
+
+
+def parse(raw: bytes) -> Manifest:
+    document = json.loads(raw.decode("utf-8"))
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ValueError(f"unknown manifest format {document.get('format') if isinstance(document, dict) else document!r}")
+    if document.get("state") not in ("applying", "applied"):
+        raise ValueError(f"unknown state {document.get('state')!r}")
+    files = {}
+    for path, entry in document["files"].items():
+        record = FileRecord(
+            patches=list(entry["patches"]),
+            sha256_before=str(entry["sha256_before"]),
+            sha256_after=str(entry["sha256_after"]),
+            mode=int(entry["mode"]),
+            backup=str(entry["backup"]),
+        )
+        if Path(record.backup).is_absolute() or ".." in Path(record.backup).parts:
+            raise ValueError(f"backup path {record.backup!r} leaves the state folder")
+        files[path] = record
+    config = document.get("config", {})
+    if not isinstance(config, dict):
+        raise ValueError("config is not an object")
+    return Manifest(
+        state=document["state"],
+        files=files,
+        config=config,
+        target=dict(document.get("target", {})),
+        tool_version=str(document.get("tool_version", "")),
+        created=str(document.get("created", "")),
+        updated=str(document.get("updated", "")),
+    )

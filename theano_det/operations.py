@@ -1,0 +1,230 @@
+"""patch, unpatch and status of a target's source files: plan, then one transaction.
+
+Every function here returns a report object and raises TheanoDetError subclasses;
+it neither prints nor knows exit codes (that is the CLI's job).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from theano_det import catalog, manifest as manifests, sourceplan
+from theano_det.errors import Refused
+from theano_det.fsutil import remove_stale_bytecode, sha256_bytes
+from theano_det.manifest import FileRecord, Manifest, state_dir
+from theano_det.target import Target
+from theano_det.transaction import Transaction, locked
+
+WRITE, DRY_RUN, CHECK = "write", "dry-run", "check"
+COMPAT_GROUP = "compat"
+
+
+@dataclass
+class Report:
+    """What a command found and did; the CLI turns it into text, JSON and an exit code."""
+
+    target: Target
+    mode: str
+    files: list = field(default_factory=list)  # FilePlans
+    changed: list = field(default_factory=list)  # relative paths written (or that would be)
+    left_alone: list = field(default_factory=list)  # (relative path, reason)
+    notes: list = field(default_factory=list)
+    interrupted: bool = False  # an earlier run was killed between writes
+
+    def to_json(self) -> dict:
+        return {
+            "target": self.target.to_json(),
+            "mode": self.mode,
+            "files": [plan.to_json() for plan in self.files],
+            "changed": self.changed,
+            "left_alone": [{"path": path, "reason": reason} for path, reason in self.left_alone],
+            "notes": self.notes,
+            "interrupted": self.interrupted,
+        }
+
+
+def enabled_patches(catalogue: list, compat: bool) -> set:
+    return {patch.id for patch in catalogue if compat or patch.group != COMPAT_GROUP}
+
+
+def status(target: Target) -> Report:
+    catalogue = catalog.load_all()
+    manifest = manifests.load(target.package_dir)
+    plans = plan_or_refuse_unknown(target, catalogue, enabled_patches(catalogue, True), manifest)
+    report = Report(target, "status", files=plans)
+    report.interrupted = bool(manifest and manifest.state == "applying")
+    return report
+
+
+def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool = True,
+          lock_timeout: float = 60.0) -> Report:
+    catalogue = catalog.load_all()
+    enabled = enabled_patches(catalogue, compat)
+    if mode != WRITE:
+        return plan_patch(target, catalogue, enabled, manifests.load(target.package_dir), mode, force)
+    folder = state_dir(target.package_dir)
+    try:
+        with locked(folder, lock_timeout):
+            manifest = manifests.load(target.package_dir)
+            report = plan_patch(target, catalogue, enabled, manifest, mode, force)
+            if report.changed or (manifest and manifest.state == "applying"):
+                commit_patch(target, report, manifest or Manifest())
+            return report
+    finally:
+        remove_state_dir_if_unused(folder)
+
+
+def plan_patch(target, catalogue, enabled, manifest, mode, force) -> Report:
+    plans = plan_or_refuse_unknown(target, catalogue, enabled, manifest)
+    refused = [plan for plan in plans if plan.state in sourceplan.REFUSED]
+    if refused and not force:
+        raise Refused(
+            "not patching: " + "; ".join(f"{plan.relative} is {plan.state}: {plan.problem}" for plan in refused)
+            + ". Nothing was changed",
+            hint="look at the file (theano-det patch --dry-run --force shows what would change); "
+            "reinstall Theano to get the released file back, or use --force to patch the call "
+            "sites that exist now and take the file as it is for the original",
+        )
+    if force:
+        plans = [
+            sourceplan.adopt(plan, [p for p in catalogue if p.file_spec(plan.relative) and p.id in enabled])
+            if plan.state in sourceplan.REFUSED else plan
+            for plan in plans
+        ]
+    report = Report(target, mode, files=plans)
+    report.changed = [plan.relative for plan in plans if plan.needs_write]
+    report.interrupted = bool(manifest and manifest.state == "applying")
+    return report
+
+
+def plan_or_refuse_unknown(target, catalogue, enabled, manifest) -> list:
+    plans = sourceplan.plan_files(target.package_dir, catalogue, enabled, manifest)
+    if not plans:
+        known = sorted({spec.path for patch in catalogue for spec in patch.files})
+        raise Refused(
+            f"unknown Theano layout at {target.package_dir}: none of the files theano-det "
+            f"patches exist ({', '.join(known)}); nothing was changed",
+            hint="this Theano has no GPU backend theano-det knows; please report its version",
+        )
+    return plans
+
+
+def commit_patch(target: Target, report: Report, manifest: Manifest) -> None:
+    folder = state_dir(target.package_dir)
+    path = manifests.manifest_path(target.package_dir)
+    manifest.target = {"distribution": target.distribution, "version": target.version}
+    transaction = Transaction()
+    for plan in report.files:
+        if not plan.needs_write:
+            continue
+        old = manifest.files.get(plan.relative)
+        backup = f"backup/{plan.relative}"
+        if old is None or old.sha256_before != sha256_bytes(plan.original):
+            if old is not None:  # --force took the file as it is: keep the older original too
+                transaction.write(folder / f"{backup}.superseded-{old.sha256_before[:12]}",
+                                  (folder / old.backup).read_bytes() if (folder / old.backup).is_file() else b"")
+            transaction.write(folder / backup, plan.original)
+        manifest.files[plan.relative] = FileRecord(
+            patches=plan.patch_ids,
+            sha256_before=sha256_bytes(plan.original),
+            sha256_after=sha256_bytes(plan.desired),
+            mode=os.stat(plan.path).st_mode & 0o7777,
+            backup=backup,
+        )
+    manifest.state = "applying"
+    transaction.write(path, manifest.to_bytes())
+    for plan in report.files:
+        if plan.needs_write:
+            transaction.write(plan.path, plan.desired)
+    manifest.state = "applied"
+    transaction.write(path, manifest.to_bytes())
+    transaction.check_writable()
+    transaction.commit()
+    for plan in report.files:
+        if plan.needs_write:
+            remove_stale_bytecode(plan.path)
+
+
+def unpatch(target: Target, mode: str = WRITE, lock_timeout: float = 60.0) -> Report:
+    if mode != WRITE:
+        return plan_unpatch(target, manifests.load(target.package_dir), mode)
+    folder = state_dir(target.package_dir)
+    if not folder.exists():
+        return Report(target, mode, notes=["not patched: nothing to undo"])
+    try:
+        with locked(folder, lock_timeout):
+            manifest = manifests.load(target.package_dir)
+            report = plan_unpatch(target, manifest, mode)
+            if manifest is not None:
+                commit_unpatch(target, report, manifest)
+            return report
+    finally:
+        remove_state_dir_if_unused(folder)
+
+
+def plan_unpatch(target: Target, manifest: Manifest | None, mode: str) -> Report:
+    report = Report(target, mode)
+    if manifest is None:
+        report.notes.append("not patched: nothing to undo")
+        return report
+    for relative, record in sorted(manifest.files.items()):
+        path = target.package_dir / relative
+        current = path.read_bytes() if path.is_file() else None
+        digest = sha256_bytes(current) if current is not None else None
+        if digest == record.sha256_after:
+            backup = state_dir(target.package_dir) / record.backup
+            original = backup.read_bytes() if backup.is_file() else None
+            if original is None or sha256_bytes(original) != record.sha256_before:
+                report.left_alone.append((relative, f"its backup {backup} is missing or damaged"))
+                continue
+            report.files.append(sourceplan.FilePlan(relative, path, sourceplan.PATCHED, current, original, original))
+            report.changed.append(relative)
+        elif digest == record.sha256_before:
+            report.notes.append(f"{relative}: already the original (Theano reinstalled since patching?)")
+        elif current is None:
+            report.left_alone.append((relative, "the file no longer exists"))
+        else:
+            report.left_alone.append((relative, "changed by someone else since theano-det patched it"))
+    return report
+
+
+def commit_unpatch(target: Target, report: Report, manifest: Manifest) -> None:
+    folder = state_dir(target.package_dir)
+    transaction = Transaction()
+    kept = {relative for relative, _ in report.left_alone}
+    for plan in report.files:
+        transaction.write(plan.path, plan.original)
+    for relative in list(manifest.files):
+        if relative not in kept:
+            transaction.remove(folder / manifest.files.pop(relative).backup)
+    path = manifests.manifest_path(target.package_dir)
+    if manifest.is_empty():
+        transaction.remove(path)
+    else:
+        transaction.write(path, manifest.to_bytes())
+    transaction.check_writable()
+    transaction.commit()
+    for plan in report.files:
+        remove_stale_bytecode(plan.path)
+
+
+def remove_state_dir_if_unused(folder: Path) -> None:
+    """Without a manifest the state folder holds nothing we need: remove the lock and empty folders."""
+    if not folder.is_dir() or (folder / "manifest.json").exists():
+        return
+    try:
+        (folder / "lock").unlink()
+    except OSError:
+        pass
+    for child in sorted(folder.rglob("*"), key=lambda path: len(path.parts), reverse=True):
+        if child.is_dir():
+            try:
+                child.rmdir()
+            except OSError:
+                pass  # not empty: something we did not put there, or a kept superseded backup
+    try:
+        folder.rmdir()
+    except OSError:
+        pass

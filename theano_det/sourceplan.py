@@ -1,0 +1,174 @@
+"""Decide, file by file, what `patch` would write into a Theano installation.
+
+Pure: reads the installation, the manifest and the backups; writes nothing. A dry
+run, a check and a real run all start from the same plan.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from theano_det import transforms
+from theano_det.fsutil import sha256_bytes
+from theano_det.manifest import Manifest, state_dir
+
+# File states, as `status` reports them.
+PRISTINE = "pristine"  # as released: our patches not applied (pending)
+PATCHED = "patched"  # holds exactly the bytes we wrote
+OUTDATED = "outdated"  # holds our bytes from an older patch definition (pending)
+REINSTALLED = "reinstalled"  # was patched, now holds the original again (pending)
+MODIFIED = "modified"  # was patched, then changed by someone else
+UNEXPECTED = "unexpected"  # never patched, but not the file our patch expects (hand-edited?)
+BACKUP_DAMAGED = "backup-damaged"  # our backup of the original is gone or altered
+PENDING = {PRISTINE, OUTDATED, REINSTALLED}
+REFUSED = {MODIFIED, UNEXPECTED, BACKUP_DAMAGED}
+
+
+@dataclass
+class PatchOutcome:
+    patch_id: str
+    expected: int
+    sites: list
+    skipped: list
+    parser: str
+
+    def matches(self) -> bool:
+        return len(self.sites) == self.expected and not self.skipped
+
+    def to_json(self) -> dict:
+        return {
+            "patch": self.patch_id,
+            "expected_sites": self.expected,
+            "sites": [site.to_json() for site in self.sites],
+            "skipped": [site.to_json() for site in self.skipped],
+            "parser": self.parser,
+        }
+
+
+@dataclass
+class FilePlan:
+    relative: str  # inside the theano package, "/"-separated
+    path: Path
+    state: str
+    current: bytes
+    original: bytes  # what unpatch would restore
+    desired: bytes  # what patch would leave in the file
+    outcomes: list = field(default_factory=list)
+    problem: str = ""  # why the state is refused, in words
+
+    @property
+    def patch_ids(self) -> list:
+        return [outcome.patch_id for outcome in self.outcomes]
+
+    @property
+    def needs_write(self) -> bool:
+        return self.desired != self.current
+
+    def diff(self) -> str:
+        return unified_diff(self.relative, self.current, self.desired)
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.relative,
+            "state": self.state,
+            "would_change": self.needs_write,
+            "problem": self.problem or None,
+            "patches": [outcome.to_json() for outcome in self.outcomes],
+        }
+
+
+def unified_diff(relative: str, before: bytes, after: bytes) -> str:
+    """A `git diff`-style unified diff, paths relative to the package with a/ and b/."""
+    if before == after:
+        return ""
+    lines = difflib.unified_diff(
+        before.decode("utf-8", "surrogateescape").splitlines(keepends=True),
+        after.decode("utf-8", "surrogateescape").splitlines(keepends=True),
+        fromfile="a/" + relative,
+        tofile="b/" + relative,
+    )
+    return "".join(line if line.endswith(("\n", "\r")) else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+def plan_files(package_dir: Path, catalogue: list, enabled: set, manifest: Manifest | None) -> list:
+    """One FilePlan per file that a patch names (or the manifest records) and that exists.
+
+    `catalogue` is every known patch; `enabled` the ids this run applies. Patches
+    recorded for a file stay applied even when not enabled now (e.g. `--no-compat`
+    after an earlier full patch).
+    """
+    records = manifest.files if manifest else {}
+    relatives = []
+    for patch in catalogue:
+        relatives += [spec.path for spec in patch.files if spec.path not in relatives]
+    relatives += [relative for relative in records if relative not in relatives]
+    plans = []
+    for relative in relatives:
+        path = Path(package_dir) / relative
+        if not path.is_file():
+            continue
+        record = records.get(relative)
+        recorded = set(record.patches) if record else set()
+        wanted = [patch for patch in catalogue if patch.file_spec(relative) and patch.id in enabled | recorded]
+        plans.append(plan_file(package_dir, relative, path.read_bytes(), wanted, record))
+    return plans
+
+
+def plan_file(package_dir: Path, relative: str, current: bytes, wanted: list, record) -> FilePlan:
+    digest = sha256_bytes(current)
+    original = current
+    if record is not None and digest != record.sha256_before:
+        backup = state_dir(package_dir) / record.backup
+        original = backup.read_bytes() if backup.is_file() else None
+        if original is None or sha256_bytes(original) != record.sha256_before:
+            return FilePlan(
+                relative, Path(package_dir) / relative, BACKUP_DAMAGED, current, current, current,
+                problem=f"its backup {backup} is missing or damaged",
+            )
+    desired, outcomes = apply_patches(relative, original, wanted)
+    plan = FilePlan(relative, Path(package_dir) / relative, "", current, original, desired, outcomes)
+    if record is None:
+        mismatched = [outcome for outcome in outcomes if not outcome.matches()]
+        plan.state = UNEXPECTED if mismatched else PRISTINE
+        plan.problem = describe_mismatch(mismatched)
+    elif digest == record.sha256_before:
+        plan.state = REINSTALLED
+    elif digest == record.sha256_after:
+        plan.state = PATCHED if desired == current else OUTDATED
+    else:
+        plan.state = MODIFIED
+        plan.problem = "changed by someone else since theano-det patched it"
+    return plan
+
+
+def adopt(plan: FilePlan, wanted: list) -> FilePlan:
+    """--force: take the file as it is now for the original and patch whatever sites it has."""
+    desired, outcomes = apply_patches(plan.relative, plan.current, wanted)
+    return FilePlan(plan.relative, plan.path, plan.state, plan.current, plan.current, desired, outcomes, plan.problem)
+
+
+def apply_patches(relative: str, source: bytes, patches: list):
+    outcomes = []
+    for patch in patches:
+        spec = patch.file_spec(relative)
+        result = transforms.get(patch.transform)(source, patch.options)
+        outcomes.append(
+            PatchOutcome(patch.id, spec.expected_sites if spec else 0, result.sites, result.skipped, result.parser)
+        )
+        source = result.source
+    return source, outcomes
+
+
+def describe_mismatch(outcomes: list) -> str:
+    parts = []
+    for outcome in outcomes:
+        found = len(outcome.sites)
+        text = f"{outcome.patch_id}: found {found} site(s) to change, expected {outcome.expected}"
+        if found == 0 and not outcome.skipped:
+            text += " (edited by hand already, e.g. by the folk recipe?)"
+        if outcome.skipped:
+            text += f", and {len(outcome.skipped)} that cannot be changed"
+        parts.append(text)
+    return "; ".join(parts)

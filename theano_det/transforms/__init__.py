@@ -1,0 +1,49 @@
+"""Source transforms that the patch definitions in `patches/` name by kind.
+
+Each transform is a pure function: `apply(source: bytes, options: dict) -> Result`.
+It never touches the file system, so a dry run and a real run share every line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Site:
+    """One place a transform changes (or would change, or refused to change)."""
+
+    line: int  # 1-based
+    column: int  # 0-based, in characters
+    old: str
+    new: str
+    note: str = ""
+
+    def to_json(self) -> dict:
+        data = {"line": self.line, "column": self.column, "old": self.old, "new": self.new}
+        if self.note:
+            data["note"] = self.note
+        return data
+
+
+@dataclass(frozen=True)
+class Result:
+    source: bytes
+    sites: list = field(default_factory=list)  # changed
+    skipped: list = field(default_factory=list)  # found but left alone, with a note why
+    parser: str = ""
+
+
+def sorted_sites(sites: list) -> list:
+    return sorted(sites, key=lambda site: (site.line, site.column))
+
+
+def get(kind: str):
+    """The `apply` function of the transform called `kind` in a patch file."""
+    from theano_det.transforms import python_calls
+
+    transforms = {"python-call-rename": python_calls.apply}
+    try:
+        return transforms[kind]
+    except KeyError:
+        raise KeyError(f"unknown transform kind {kind!r}; known: {', '.join(sorted(transforms))}") from None
