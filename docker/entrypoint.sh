@@ -1,0 +1,23 @@
+#!/bin/sh
+# Entry point of theano-det's image: every command runs through `theano-det run`
+# (hash seed, RNG seeds, deterministic THEANO_FLAGS), seeded from THEANO_DET_SEED.
+#   docker run --gpus all -e THEANO_DET_SEED=7 -v "$PWD":/work IMAGE python train.py
+set -eu
+
+seed=${THEANO_DET_SEED-0}
+case $seed in
+  '' | *[!0-9]*)
+    echo "theano-det: THEANO_DET_SEED must be a non-negative integer, not '$seed'" >&2
+    echo "hint: docker run -e THEANO_DET_SEED=7 ... (the image's default is 0)" >&2
+    exit 2
+    ;;
+esac
+
+# Run with `docker run --user UID:GID` (a project owned by another uid), the user may
+# have no writable home; Python tools that keep files in ~ then get a fresh one.
+if [ ! -w "${HOME:-/nonexistent}" ]; then
+  HOME=$(mktemp -d)
+  export HOME
+fi
+
+exec theano-det run --seed "$seed" -- "$@"

@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# Build the runtime of theano-det's Docker image into a prefix: Debian's pygpu and
+# libgpuarray 0.7.6, a virtual environment (Debian's Python 3.11, numpy 1.23.5,
+# Theano 1.0.5, theano-det), CUDA 12 libraries from PyPI wheels laid out the way
+# libgpuarray and Theano look for them, a Theano config file, and theano-det's patch.
+# docker/Dockerfile runs it as root with --debs apt; the tests run it without Docker
+# into a temporary prefix with --debs extract. See README.md, "Docker image".
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ALL_STEPS=(debs venv cuda theano-det config patch gate check)
+DEBIAN_PACKAGES=(python3-pygpu libgpuarray3 libgpuarray-dev)
+# Unversioned names that something opens or links by name: libgpuarray dlopen()s
+# libnvrtc.so and libcublas.so, Theano's dnn ops link with -lcudnn.
+LINK_NAMES=(libnvrtc libcublas libcublasLt libcudnn libcudart)
+
+usage() {
+  cat <<EOF
+usage: docker/install.sh [OPTIONS] [STEP...]
+
+Steps (default: all, in this order): ${ALL_STEPS[*]}
+  debs        Debian's ${DEBIAN_PACKAGES[*]} (and, with --debs apt, g++ and python3-dev)
+  venv        PREFIX/venv with system site-packages; docker/requirements-stack.txt
+  cuda        docker/requirements-cuda.txt; PREFIX/cuda/{include,lib64} with unversioned names
+  theano-det  pip install SOURCE
+  config      PREFIX/theanorc, PREFIX/env.sh, PREFIX/bin/theano-det-entrypoint
+  patch       theano-det patch (THEANORC=PREFIX/theanorc)
+  gate        theano-det status: fails unless everything is applied
+  check       import pygpu, load the CUDA libraries; write PREFIX/versions.txt
+
+Options:
+  --prefix DIR         where everything goes (default /opt/theano-det)
+  --debs apt|extract   apt: apt-get install as root (the image); extract (default):
+                       apt-get download the .deb files and unpack them into PREFIX/debian,
+                       touching nothing outside PREFIX
+  --python PATH        Debian's Python 3.11, the one python3-pygpu is built for
+                       (default /usr/bin/python3)
+  --source DIR         theano-det's source tree (default: this script's parent folder)
+  --compile-cache DIR  Theano's base_compiledir in PREFIX/theanorc (default PREFIX/compile-cache)
+  --no-cuda            skip the cuda step (1.4 GB of wheels)
+  --cuda-wheels DIR    keep the CUDA wheels in DIR and install them from there (a folder
+                       kept between runs: the tests' cache, a BuildKit cache mount)
+  --print-env          print the environment the prefix needs, as NAME=VALUE lines, and exit
+  -h, --help           this text
+EOF
+}
+
+die() { echo "install.sh: $*" >&2; exit 1; }
+say() { echo "install.sh: $*" >&2; }
+
+PREFIX=/opt/theano-det
+DEBS=extract
+PYTHON=/usr/bin/python3
+SOURCE=$(dirname "$HERE")
+COMPILE_CACHE=
+CUDA=1
+CUDA_WHEELS=
+PRINT_ENV=
+STEPS=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --prefix) PREFIX=${2:?--prefix needs a folder}; shift 2 ;;
+    --debs) DEBS=${2:?--debs needs apt or extract}; shift 2 ;;
+    --python) PYTHON=${2:?--python needs a path}; shift 2 ;;
+    --source) SOURCE=${2:?--source needs a folder}; shift 2 ;;
+    --compile-cache) COMPILE_CACHE=${2:?--compile-cache needs a folder}; shift 2 ;;
+    --no-cuda) CUDA=; shift ;;
+    --cuda-wheels) CUDA_WHEELS=${2:?--cuda-wheels needs a folder}; shift 2 ;;
+    --print-env) PRINT_ENV=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    -*) usage >&2; echo >&2; die "unknown option $1" ;;
+    *) STEPS+=("$1"); shift ;;
+  esac
+done
+case $DEBS in apt|extract) ;; *) die "--debs must be apt or extract, not '$DEBS'" ;; esac
+case $PREFIX in /*) ;; *) PREFIX=$(pwd)/$PREFIX ;; esac
+[ "${#STEPS[@]}" -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
+for step in "${STEPS[@]}"; do
+  case " ${ALL_STEPS[*]} " in *" $step "*) ;; *) die "unknown step '$step' (steps: ${ALL_STEPS[*]})" ;; esac
+done
+COMPILE_CACHE=${COMPILE_CACHE:-$PREFIX/compile-cache}
+VENV=$PREFIX/venv
+DEBROOT=$PREFIX/debian
+CUDA_DIR=$PREFIX/cuda
+THEANORC_FILE=$PREFIX/theanorc
+
+# The environment the prefix needs, one NAME=VALUE a line. The same text is valid in
+# a shell and in a Dockerfile ENV (the Dockerfile's ENV must match it for --debs apt).
+print_env() {
+  echo "PATH=$VENV/bin:\$PATH"
+  if [ "$DEBS" = extract ]; then
+    # libgpuarray and its headers live in the prefix, not in /usr
+    echo "LD_LIBRARY_PATH=$CUDA_DIR/lib64:$DEBROOT/usr/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+    echo "CPATH=$DEBROOT/usr/include\${CPATH:+:\$CPATH}"
+    echo "LIBRARY_PATH=$DEBROOT/usr/lib\${LIBRARY_PATH:+:\$LIBRARY_PATH}"
+  else
+    echo "LD_LIBRARY_PATH=$CUDA_DIR/lib64\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+  fi
+  echo "THEANORC=$THEANORC_FILE"
+}
+
+if [ -n "$PRINT_ENV" ]; then print_env; exit 0; fi
+
+use_prefix_env() {
+  local line
+  while IFS= read -r line; do eval "export ${line%%=*}=\"${line#*=}\""; done < <(print_env)
+}
+
+site_packages() { "$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))'; }
+
+pip_install() {
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input --progress-bar off "$@"
+}
+
+step_debs() {
+  if [ "$DEBS" = apt ]; then
+    [ "$(id -u)" = 0 ] || die "--debs apt runs apt-get install and needs root; use --debs extract"
+    say "apt-get install ${DEBIAN_PACKAGES[*]} g++ python3-dev python3-venv"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends ca-certificates g++ python3 python3-dev python3-venv \
+      "${DEBIAN_PACKAGES[@]}"
+    rm -rf /var/lib/apt/lists/*
+    return
+  fi
+  # extract: the compiler and Python headers must already be there (a Debian machine
+  # with gcc and python3-dev, as CI has); the .deb files are unpacked into the prefix.
+  command -v g++ >/dev/null || die "g++ not found: Theano compiles C++ (apt-get install g++)"
+  local include
+  include=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("include"))') \
+    || die "cannot run $PYTHON"
+  [ -f "$include/Python.h" ] || die "no Python.h in $include: Theano compiles against it (apt-get install python3-dev)"
+  local download
+  download=$(mktemp -d)
+  chmod 755 "$download"
+  say "apt-get download ${DEBIAN_PACKAGES[*]} (unpacked into $DEBROOT)"
+  if ! (cd "$download" && apt-get download -q "${DEBIAN_PACKAGES[@]}" >/dev/null 2>&1); then
+    # a fresh machine may have no package lists yet; only root can fetch them
+    [ "$(id -u)" = 0 ] || die "apt-get download failed; run 'apt-get update' as root first"
+    apt-get update -q >/dev/null
+    (cd "$download" && apt-get download -q "${DEBIAN_PACKAGES[@]}" >/dev/null) \
+      || die "apt-get download ${DEBIAN_PACKAGES[*]} failed"
+  fi
+  rm -rf "$DEBROOT"
+  mkdir -p "$DEBROOT"
+  local deb
+  for deb in "$download"/*.deb; do
+    dpkg-deb -x "$deb" "$DEBROOT"
+    dpkg-deb -f "$deb" Package Version | paste -sd' ' | sed 's/^Package: //; s/ Version: / /' >> "$DEBROOT/packages.txt"
+  done
+  rm -rf "$download"
+}
+
+step_venv() {
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+    || die "$PYTHON is not Python 3.11: Debian bookworm's python3-pygpu is built for CPython 3.11"
+  say "virtual environment $VENV ($("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])'))"
+  # system site-packages: Debian's pygpu lives in /usr/lib/python3/dist-packages
+  "$PYTHON" -m venv --system-site-packages "$VENV" \
+    || die "$PYTHON -m venv failed (Debian: apt-get install python3-venv)"
+  local site
+  site=$(site_packages)
+  local requirements=("$HERE/requirements-stack.txt")
+  if [ "$DEBS" = extract ]; then
+    echo "$DEBROOT/usr/lib/python3/dist-packages" > "$site/theano-det-debian.pth"
+    requirements+=("$HERE/requirements-extract.txt")
+  fi
+  say "numpy, scipy, six, Theano (docker/requirements-stack.txt)"
+  pip_install --require-hashes --no-deps "${requirements[@]/#/--requirement=}"
+}
+
+step_cuda() {
+  [ -n "$CUDA" ] || { say "cuda: skipped (--no-cuda)"; return; }
+  say "CUDA libraries (docker/requirements-cuda.txt)"
+  local cuda_requirements=--requirement=$HERE/requirements-cuda.txt
+  if [ -n "$CUDA_WHEELS" ]; then
+    # pip download keeps the files already there (after checking their hashes)
+    mkdir -p "$CUDA_WHEELS"
+    "$VENV/bin/python" -m pip download --disable-pip-version-check --no-input --progress-bar off \
+      --require-hashes --no-deps --dest "$CUDA_WHEELS" "$cuda_requirements"
+    pip_install --require-hashes --no-deps --no-index --find-links "$CUDA_WHEELS" "$cuda_requirements"
+  else
+    pip_install --require-hashes --no-deps "$cuda_requirements"
+  fi
+  # One include and one lib64 folder, like a CUDA installation: Theano's cuda.root,
+  # dnn.include_path and dnn.library_path point here, and LD_LIBRARY_PATH names lib64.
+  local nvidia
+  nvidia=$(site_packages)/nvidia
+  rm -rf "$CUDA_DIR"
+  mkdir -p "$CUDA_DIR/include" "$CUDA_DIR/lib64"
+  local entry name
+  for entry in "$nvidia"/*/include/*; do ln -sr "$entry" "$CUDA_DIR/include/"; done
+  for entry in "$nvidia"/*/lib/*.so*; do ln -sr "$entry" "$CUDA_DIR/lib64/"; done
+  local versioned
+  for name in "${LINK_NAMES[@]}"; do
+    versioned=("$CUDA_DIR/lib64/$name".so.[0-9]*)
+    [ -e "${versioned[0]}" ] || die "no $name.so.N among the CUDA wheels' libraries"
+    ln -sfn "$(basename "${versioned[0]}")" "$CUDA_DIR/lib64/$name.so"
+  done
+  # libgpuarray dlopen()s the driver as plain libcuda.so; the NVIDIA container toolkit
+  # mounts libcuda.so.1. Where it makes no libcuda.so link, this one finds the driver
+  # (when it does, or the link dangles, dlopen goes on down the search path).
+  local multiarch
+  multiarch=$(gcc -print-multiarch 2>/dev/null || true)
+  if [ -n "$multiarch" ]; then
+    ln -sfn "/usr/lib/$multiarch/libcuda.so.1" "$CUDA_DIR/lib64/libcuda.so"
+  fi
+}
+
+step_theano_det() {
+  say "theano-det from $SOURCE"
+  pip_install "$SOURCE"
+}
+
+step_config() {
+  mkdir -p "$PREFIX/bin"
+  {
+    echo "# The environment of theano-det's runtime in $PREFIX (written by docker/install.sh)."
+    print_env | sed 's/^\([A-Z_]*\)=\(.*\)$/export \1="\2"/'
+  } > "$PREFIX/env.sh"
+  install -m 755 "$HERE/entrypoint.sh" "$PREFIX/bin/theano-det-entrypoint"
+  if [ -e "$THEANORC_FILE" ]; then
+    # theano-det patch records what it writes here; rewriting it would lose that
+    say "config: $THEANORC_FILE exists, left as it is"
+    return
+  fi
+  say "config: $THEANORC_FILE"
+  cat > "$THEANORC_FILE" <<EOF
+# Theano's configuration in theano-det's runtime (written by docker/install.sh).
+# THEANORC names this file; \`theano-det patch\` adds its determinism settings here.
+# THEANO_FLAGS and files listed to the right of this one in THEANORC override it.
+
+[global]
+device = cuda
+floatX = float32
+# Theano's compile cache: mount a volume here to keep compiled ops between containers
+base_compiledir = $COMPILE_CACHE
+
+[blas]
+# numpy 1.23's wheels have no blas_opt_info, which Theano would ask for; empty means
+# Theano's CPU ops use numpy's BLAS through its C API (GPU ops use cuBLAS)
+ldflags =
+
+[cuda]
+root = $CUDA_DIR
+
+[dnn]
+include_path = $CUDA_DIR/include
+library_path = $CUDA_DIR/lib64
+EOF
+}
+
+theano_det() {
+  (use_prefix_env && "$VENV/bin/theano-det" "$@")
+}
+
+step_patch() {
+  say "theano-det patch"
+  theano_det patch
+  # The image runs as another user, who cannot write __pycache__ here: compile now.
+  "$VENV/bin/python" -m compileall -q "$(site_packages)/theano" >/dev/null
+}
+
+step_gate() {
+  say "theano-det status (everything must be applied)"
+  local code=0
+  theano_det status || code=$?
+  [ "$code" = 0 ] || die "theano-det status exited $code: something is not applied (see above)"
+}
+
+step_check() {
+  local cuda_dir=
+  [ -d "$CUDA_DIR/lib64" ] && cuda_dir=$CUDA_DIR
+  (use_prefix_env && "$VENV/bin/python" - "$DEBS" "$DEBROOT" "$cuda_dir" > "$PREFIX/versions.txt") <<'PYEOF'
+"""What the runtime holds, one 'name version' a line; fails when a part is missing."""
+import ctypes
+import subprocess
+import sys
+from importlib import metadata
+
+debs, debroot, cuda_dir = sys.argv[1:4]
+lines = ["python %s (%s)" % (sys.version.split()[0], sys.base_prefix)]
+if debs == "apt":
+    query = ["dpkg-query", "-W", "-f", "${Package} ${Version}\\n",
+             "python3-pygpu", "libgpuarray3", "libgpuarray-dev"]
+    lines += subprocess.run(query, check=True, capture_output=True, text=True).stdout.split("\n")
+else:
+    with open(debroot + "/packages.txt") as packages:
+        lines += packages.read().split("\n")
+import pygpu  # noqa: E402  (imports libgpuarray; needs no GPU)
+lines.append("pygpu %s (%s)" % (pygpu.__version__, pygpu.__file__))
+for name in ("numpy", "scipy", "Theano", "theano-det"):
+    lines.append("%s %s" % (name, metadata.version(name)))
+if cuda_dir:
+    # The names libgpuarray and Theano open, found the way they find them.
+    nvrtc = ctypes.CDLL("libnvrtc.so")
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    assert nvrtc.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)) == 0
+    lines.append("NVRTC %d.%d (libnvrtc.so)" % (major.value, minor.value))
+    cublas = ctypes.CDLL("libcublas.so")
+    parts = []
+    for kind in range(3):  # MAJOR_VERSION, MINOR_VERSION, PATCH_LEVEL
+        value = ctypes.c_int()
+        assert cublas.cublasGetProperty(kind, ctypes.byref(value)) == 0
+        parts.append(str(value.value))
+    lines.append("cuBLAS %s (libcublas.so)" % ".".join(parts))
+    cudnn = ctypes.CDLL("libcudnn.so")
+    cudnn.cudnnGetVersion.restype = ctypes.c_size_t
+    version = cudnn.cudnnGetVersion()
+    lines.append("cuDNN %d.%d.%d (libcudnn.so)" % (version // 10000, version // 100 % 100, version % 100))
+    for name in ("nvidia-cuda-nvrtc-cu12", "nvidia-cublas-cu12", "nvidia-cudnn-cu12",
+                 "nvidia-cuda-runtime-cu12", "nvidia-cuda-nvcc-cu12"):
+        lines.append("%s %s" % (name, metadata.version(name)))
+print("\n".join(line for line in lines if line))
+PYEOF
+  say "check: $PREFIX/versions.txt"
+  cat "$PREFIX/versions.txt" >&2
+}
+
+mkdir -p "$PREFIX"
+for step in "${STEPS[@]}"; do
+  "step_${step//-/_}"
+done
+say "done: ${STEPS[*]} in $PREFIX"
