@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The demo keeps its Theano config beside the environment instead of editing ~/.theanorc.
 DEMO_THEANORC := $(CURDIR)/$(VENV)/theanorc
 
-.PHONY: test demo venv clean
+.PHONY: test demo venv clean image
 
 venv: $(STAMP)
 
@@ -24,3 +24,8 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+
+# The Docker image (docker/Dockerfile; needs a Docker engine with BuildKit). IMAGE=name:tag to rename.
+IMAGE ?= theano-det
+image:
+	docker build -f docker/Dockerfile -t $(IMAGE) .

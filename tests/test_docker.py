@@ -1,0 +1,372 @@
+"""docker/: the Dockerfile lints clean, and docker/install.sh builds the image's runtime
+without Docker, on this Debian machine, into a temporary prefix (--debs extract).
+
+The runtime's interpreter is Debian's /usr/bin/python3 (3.11.2 on bookworm), the one the
+image uses and the one python3-pygpu is built for, not the Python running these tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CACHE, ROOT, THEANO_COMPILEDIR
+
+DOCKER = ROOT / "docker"
+INSTALL = DOCKER / "install.sh"
+DEBIAN_PYTHON = "/usr/bin/python3"
+IMAGE_PREFIX = "/opt/theano-det"
+# The CUDA wheels (1.4 GB) are kept here between runs, like the sdists of tests/releases.py.
+CUDA_WHEELS = CACHE / "cuda-wheels"
+
+
+def tool(name: str) -> str:
+    """A command installed into the test environment by the `test` extra."""
+    return str(Path(sys.executable).parent / name)
+
+
+def run(*command, env=None, cwd=None, timeout=900):
+    return subprocess.run([str(part) for part in command], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=timeout)
+
+
+def host_env() -> dict:
+    """The caller's environment without the Theano settings conftest gives every test."""
+    env = dict(os.environ)
+    for name in ("THEANO_FLAGS", "THEANORC", "PYTHONHASHSEED"):
+        env.pop(name, None)
+    return env
+
+
+# --- the Dockerfile and the scripts ------------------------------------------------------
+
+
+def test_dockerfile_passes_hadolint():
+    result = run(tool("hadolint"), DOCKER / "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_finds_the_faults_of_a_bad_dockerfile(tmp_path):
+    """The lint above can fail: the same hadolint rejects a Dockerfile with known faults."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM debian:latest\nRUN apt-get install g++\n")
+    result = run(tool("hadolint"), bad)
+    assert result.returncode == 1
+    assert "DL3007" in result.stdout and "DL3014" in result.stdout
+
+
+def test_shell_scripts_pass_shellcheck():
+    result = run(tool("shellcheck"), INSTALL, DOCKER / "entrypoint.sh")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def dockerfile_instructions(name: str) -> list[str]:
+    """The arguments of every `name` instruction, continuation lines joined."""
+    text = (DOCKER / "Dockerfile").read_text().replace("\\\n", " ")
+    return [line.split(None, 1)[1] for line in text.splitlines() if line.startswith(name + " ")]
+
+
+def dockerfile_env() -> dict[str, str]:
+    env = {}
+    for arguments in dockerfile_instructions("ENV"):
+        for assignment in arguments.split():
+            name, _, value = assignment.partition("=")
+            env[name] = value
+    return env
+
+
+def install_runs_in_dockerfile() -> list[list[str]]:
+    runs = [arguments.split() for arguments in dockerfile_instructions("RUN") if "install.sh" in arguments]
+    assert len(runs) == 2, runs
+    return runs
+
+
+def install_sh_arguments(words: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The options (with their values) and the steps of one install.sh command line."""
+    start = next(i for i, word in enumerate(words) if word.endswith("docker/install.sh"))
+    words = words[start + 1:]
+    if "&&" in words:
+        words = words[:words.index("&&")]
+    options, steps = {}, []
+    while words:
+        word = words.pop(0)
+        if word.startswith("--"):
+            options[word] = words.pop(0) if word in OPTIONS_WITH_VALUES else ""
+        else:
+            steps.append(word)
+    return options, steps
+
+
+OPTIONS_WITH_VALUES = {"--prefix", "--debs", "--python", "--source", "--compile-cache", "--cuda-wheels"}
+
+
+def test_dockerfile_runs_every_step_of_install_sh_with_one_prefix():
+    all_options, all_steps = [], []
+    for words in install_runs_in_dockerfile():
+        options, steps = install_sh_arguments(words)
+        all_options.append(options)
+        all_steps += steps
+    assert {options["--prefix"] for options in all_options} == {IMAGE_PREFIX}
+    assert {options["--debs"] for options in all_options} == {"apt"}
+    assert {options["--compile-cache"] for options in all_options} == {"/cache/theano"}
+    usage = run("bash", INSTALL, "--help").stdout
+    assert all_steps == re.search(r"Steps \(default: all, in this order\): (.*)", usage).group(1).split()
+
+
+def test_dockerfile_environment_is_the_one_install_sh_prints():
+    result = run("bash", INSTALL, "--debs", "apt", "--prefix", IMAGE_PREFIX, "--print-env")
+    assert result.returncode == 0, result.stderr
+    wanted = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    assert set(wanted) == {"PATH", "LD_LIBRARY_PATH", "THEANORC"}
+    env = dockerfile_env()
+    assert {name: env.get(name) for name in wanted} == wanted
+
+
+def test_dockerfile_requires_the_driver_its_nvrtc_needs():
+    """libgpuarray compiles kernels with the wheel's NVRTC; the driver must load its PTX."""
+    nvrtc = re.search(r"^nvidia-cuda-nvrtc-cu12==(\d+\.\d+)\.", (DOCKER / "requirements-cuda.txt").read_text(), re.M)
+    assert dockerfile_env()["NVIDIA_REQUIRE_CUDA"] == f"cuda>={nvrtc.group(1)}"
+
+
+def test_dockerfile_runs_as_a_user_in_work_through_the_entrypoint():
+    assert dockerfile_instructions("USER") == ["${THEANO_UID}:${THEANO_GID}"]
+    assert dockerfile_instructions("WORKDIR") == ["/work"]
+    assert dockerfile_instructions("ENTRYPOINT") == [f'["{IMAGE_PREFIX}/bin/theano-det-entrypoint"]']
+    assert dockerfile_instructions("CMD") == ['["theano-det", "verify", "--require-gpu"]']
+    assert dockerfile_env()["THEANO_DET_SEED"] == "0"
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--debs", "dpkg"], "--debs must be apt or extract, not 'dpkg'"),
+    (["--bogus"], "unknown option --bogus"),
+    (["build"], "unknown step 'build'"),
+])
+def test_install_sh_refuses_bad_arguments_and_does_nothing(tmp_path, arguments, message):
+    result = run("bash", INSTALL, "--prefix", tmp_path / "prefix", *arguments)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert not (tmp_path / "prefix").exists()
+
+
+def test_install_sh_refuses_a_python_that_pygpu_was_not_built_for(tmp_path):
+    other = tmp_path / "python3"
+    other.write_text("#!/bin/sh\nexec %s -c 'import sys; sys.exit(1)'\n" % DEBIAN_PYTHON)
+    other.chmod(0o755)
+    result = run("bash", INSTALL, "--prefix", tmp_path / "prefix", "--python", other, "venv")
+    assert result.returncode == 1
+    assert "is not Python 3.11" in result.stderr
+    assert not (tmp_path / "prefix" / "venv").exists()
+
+
+# --- the runtime that install.sh builds ---------------------------------------------------
+
+
+class Runtime:
+    """A prefix built by install.sh; commands run in the environment its env.sh sets."""
+
+    def __init__(self, prefix: Path):
+        self.prefix = prefix
+        # like the image's /work: not the work tree, whose theano_det would shadow the installed one
+        self.work = prefix.parent / "work"
+        self.work.mkdir(exist_ok=True)
+
+    def env(self, **extra) -> dict:
+        env = host_env()
+        env.update(extra)
+        return env
+
+    def run(self, *command, env=None, cwd=None):
+        # env.sh is what the Dockerfile's ENV holds, for --debs extract
+        return run("bash", "-c", f'source "{self.prefix}/env.sh" && exec "$@"', "runtime", *command,
+                   env=env or self.env(), cwd=cwd or self.work)
+
+    def install(self, *arguments, env=None):
+        return run("bash", INSTALL, "--prefix", self.prefix, "--debs", "extract", "--python", DEBIAN_PYTHON,
+                   "--compile-cache", THEANO_COMPILEDIR, *arguments, env=env or self.env())
+
+    def python(self, code: str, env=None):
+        return self.run("python", "-c", code, env=env)
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory):
+    """install.sh without the CUDA wheels: everything but the cuda step (about 40 s)."""
+    assert Path(DEBIAN_PYTHON).exists(), "these tests build the runtime with Debian's python3 (apt-get install python3-venv python3-dev)"
+    home = tmp_path_factory.mktemp("install-home")
+    built = Runtime(tmp_path_factory.mktemp("runtime") / "theano-det")
+    result = built.install("--no-cuda", env=built.env(HOME=str(home)))
+    assert result.returncode == 0, result.stderr[-6000:]
+    built.install_log = result.stderr
+    yield built
+    shutil.rmtree(built.prefix, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_runtime_runs_on_debian_python_with_debian_pygpu(runtime):
+    result = runtime.python(
+        "import sys, numpy, pygpu, theano_det; from importlib import metadata\n"
+        "print(sys.base_prefix, sys.version_info[0], sys.version_info[1])\n"
+        "print(pygpu.__version__, pygpu.__file__)\n"
+        "print(numpy.__version__, metadata.version('Theano'), theano_det.__file__)\n")
+    assert result.returncode == 0, result.stderr
+    base, pygpu_line, stack = result.stdout.splitlines()
+    assert base == "/usr 3 11"
+    version, location = pygpu_line.split()
+    assert version == "0.7.6" and location.startswith(str(runtime.prefix / "debian"))
+    numpy_version, theano_version, package = stack.split()
+    assert (numpy_version, theano_version) == ("1.23.5", "1.0.5")
+    assert package.startswith(str(runtime.prefix / "venv"))  # installed, not the work tree
+
+
+@pytest.mark.slow
+def test_runtime_lists_what_it_holds(runtime):
+    versions = (runtime.prefix / "versions.txt").read_text()
+    for line in ("python3-pygpu 0.7.6-", "libgpuarray3 0.7.6-", "numpy 1.23.5", "Theano 1.0.5", "scipy 1.15.3"):
+        assert line in versions
+    assert "cuDNN" not in versions  # built with --no-cuda
+
+
+@pytest.mark.slow
+def test_theano_reads_the_image_config(runtime):
+    result = runtime.python(
+        "import theano; c = theano.config\n"
+        "print(c.device, c.floatX, c.base_compiledir, repr(c.blas.ldflags))\n"
+        "print(c.cuda.root, c.dnn.include_path, c.dnn.library_path)\n")
+    assert result.returncode == 0, result.stderr
+    cuda = runtime.prefix / "cuda"
+    assert result.stdout.splitlines() == [
+        f"cuda float32 {THEANO_COMPILEDIR} ''",
+        f"{cuda} {cuda}/include {cuda}/lib64",
+    ]
+    # device=cuda with no GPU: Theano says so and goes on with the CPU
+    assert "Could not initialize pygpu" in result.stderr
+
+
+@pytest.mark.slow
+def test_install_patched_theano_and_the_gate_passed(runtime):
+    assert "gpuarray/opt.py: patched" in runtime.install_log
+    result = runtime.run("theano-det", "status")
+    assert result.returncode == 0, result.stderr
+    assert f"THEANORC={runtime.prefix}/theanorc" in (runtime.prefix / "env.sh").read_text().replace('"', "")
+
+
+@pytest.mark.slow
+def test_gate_fails_the_build_when_the_patch_is_not_applied(runtime):
+    unpatched = runtime.run("theano-det", "unpatch")
+    assert unpatched.returncode == 0, unpatched.stderr
+    try:
+        result = runtime.install("gate")
+        assert result.returncode == 1
+        assert "theano-det status exited 1: something is not applied" in result.stderr
+        assert "pristine (not patched)" in result.stderr
+    finally:
+        again = runtime.install("patch", "gate")
+        assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.slow
+def test_install_sh_again_keeps_the_config_theano_det_wrote(runtime):
+    theanorc = runtime.prefix / "theanorc"
+    before = theanorc.read_bytes()
+    theanorc.write_bytes(before + b"# a line theano-det patch could have written\n")
+    try:
+        result = runtime.install("config")
+        assert result.returncode == 0, result.stderr
+        assert "exists, left as it is" in result.stderr
+        assert theanorc.read_bytes().endswith(b"# a line theano-det patch could have written\n")
+    finally:
+        theanorc.write_bytes(before)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", ["abc", "", "-1", "1.5", "7 ", "0x10"])
+def test_entrypoint_refuses_a_seed_that_is_not_an_integer(runtime, seed):
+    result = runtime.run(runtime.prefix / "bin" / "theano-det-entrypoint", "python", "-c", "print('ran')",
+                         env=runtime.env(THEANO_DET_SEED=seed))
+    assert result.returncode == 2
+    assert f"THEANO_DET_SEED must be a non-negative integer, not '{seed}'" in result.stderr
+    assert "ran" not in result.stdout and "Traceback" not in result.stderr
+
+
+# --- the CUDA libraries (1.4 GB of wheels, kept in the test cache) ------------------------
+# Deselect with `-m "not gpu and not cuda_wheels"` where that download is too much.
+
+
+@pytest.fixture(scope="module")
+def cuda_runtime(runtime):
+    """The same runtime with install.sh's cuda step (about 50 s once the wheels are cached)."""
+    result = runtime.install("--cuda-wheels", CUDA_WHEELS, "cuda", "check")
+    assert result.returncode == 0, result.stderr[-6000:]
+    return runtime
+
+
+def cuda_pins() -> dict[str, str]:
+    text = (DOCKER / "requirements-cuda.txt").read_text()
+    return dict(re.findall(r"^(nvidia-[\w-]+)==([\d.]+)", text, re.M))
+
+
+@pytest.mark.slow
+@pytest.mark.cuda_wheels
+def test_runtime_lists_the_pinned_cuda_libraries(cuda_runtime):
+    versions = (cuda_runtime.prefix / "versions.txt").read_text()
+    pins = cuda_pins()
+    for name, version in pins.items():
+        assert f"{name} {version}" in versions
+    nvrtc = ".".join(pins["nvidia-cuda-nvrtc-cu12"].split(".")[:2])
+    assert f"NVRTC {nvrtc} (libnvrtc.so)" in versions
+    assert f"cuDNN {pins['nvidia-cudnn-cu12'].rsplit('.', 1)[0]} (libcudnn.so)" in versions
+
+
+LOAD_AND_COMPILE = r"""
+import ctypes
+# The unversioned names libgpuarray dlopen()s, resolved as it resolves them.
+nvrtc = ctypes.CDLL("libnvrtc.so")
+ctypes.CDLL("libcublas.so")
+ctypes.CDLL("libcudnn.so")
+program = ctypes.c_void_p()
+source = b'extern "C" __global__ void inc(float *x) { x[threadIdx.x] += 1.0f; }'
+assert nvrtc.nvrtcCreateProgram(ctypes.byref(program), source, b"inc.cu", 0, None, None) == 0
+options = (ctypes.c_char_p * 1)(b"--gpu-architecture=compute_90")
+assert nvrtc.nvrtcCompileProgram(program, 1, options) == 0
+size = ctypes.c_size_t()
+assert nvrtc.nvrtcGetPTXSize(program, ctypes.byref(size)) == 0
+ptx = ctypes.create_string_buffer(size.value)
+assert nvrtc.nvrtcGetPTX(program, ptx) == 0
+print(ptx.value.decode().count(".entry inc"))
+with open("/proc/self/maps") as maps:
+    for line in sorted({line.split()[-1] for line in maps if "/nvidia/" in line}):
+        print(line)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.cuda_wheels
+def test_cuda_libraries_load_by_unversioned_name_and_nvrtc_compiles(cuda_runtime):
+    result = cuda_runtime.python(LOAD_AND_COMPILE)
+    assert result.returncode == 0, result.stderr
+    entries, *loaded = result.stdout.splitlines()
+    assert entries == "1"  # NVRTC compiled the kernel to PTX (no GPU needed for that)
+    site = cuda_runtime.prefix / "venv" / "lib" / "python3.11" / "site-packages" / "nvidia"
+    names = {Path(path).name for path in loaded}
+    assert {"libnvrtc.so.12", "libcublas.so.12", "libcublasLt.so.12", "libcudnn.so.9"} <= names
+    assert all(path.startswith(str(site)) for path in loaded), loaded
+
+
+@pytest.mark.slow
+@pytest.mark.cuda_wheels
+def test_theano_compiles_and_links_against_cudnn_with_the_image_config(cuda_runtime):
+    # Theano's own check (theano/gpuarray/dnn.py): compile a program with cudnn.h and
+    # link it with -lcudnn, using dnn.include_path, cuda.include_path, dnn.library_path.
+    result = cuda_runtime.python(
+        "from theano.gpuarray import dnn\n"
+        "print(dnn._dnn_check_compile())\n"
+        "print(dnn.version())\n")
+    assert result.returncode == 0, result.stderr
+    major, minor, patch, _ = (int(part) for part in cuda_pins()["nvidia-cudnn-cu12"].split("."))
+    assert result.stdout.splitlines() == ["(True, None)", str(major * 10000 + minor * 100 + patch)]
