@@ -155,6 +155,8 @@ SIMPLE = st.one_of(
     st.builds(lambda name: f"from pkg import {name}", NAMES),
     st.builds(lambda a, b: f"from pkg import ({a},\n    {b})", NAMES, NAMES),
     st.builds(lambda name: f"import pkg.sub as {name}", NAMES),
+    st.builds(lambda name: f"import os, {name}", NAMES),
+    st.builds(lambda name: f"import {name}.sub", NAMES),
     st.builds(lambda name, value: f"{name} = {value}", NAMES, st.one_of(CALL, ATTRIBUTE_CALL)),
     st.builds(lambda a, b: f"{a} = {b} = None", NAMES, NAMES),
     st.builds(lambda call: f"value = [{call}, 'Op_dev20()']  # Op_dev20()", CALL),
@@ -182,7 +184,7 @@ def modules(draw):
     return "\n".join(lines) + "\n"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(modules())
 def test_both_front_ends_agree_on_generated_modules(source):
     data = source.encode()
