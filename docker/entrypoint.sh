@@ -4,14 +4,19 @@
 #   docker run --gpus all -e THEANO_DET_SEED=7 -v "$PWD":/work IMAGE python train.py
 set -eu
 
+refuse_seed() {
+  echo "theano-det: THEANO_DET_SEED must be an integer from 0 to 4294967295, not '$seed'" >&2
+  echo "hint: docker run -e THEANO_DET_SEED=7 ... (the image's default is 0)" >&2
+  exit 2
+}
 seed=${THEANO_DET_SEED-0}
 case $seed in
-  '' | *[!0-9]*)
-    echo "theano-det: THEANO_DET_SEED must be a non-negative integer, not '$seed'" >&2
-    echo "hint: docker run -e THEANO_DET_SEED=7 ... (the image's default is 0)" >&2
-    exit 2
-    ;;
+  '' | *[!0-9]*) refuse_seed ;;
 esac
+digits=${seed#"${seed%%[!0]*}"} # without leading zeros
+if [ "${#digits}" -gt 10 ] || { [ "${#digits}" -eq 10 ] && [ "$digits" -gt 4294967295 ]; }; then
+  refuse_seed
+fi
 
 # Run with `docker run --user UID:GID` (a project owned by another uid), the user may
 # have no writable home; Python tools that keep files in ~ then get a fresh one.
