@@ -8,31 +8,16 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from incsubtensor_cases import DTYPES, random_values, same_bits, theano_names
 
-import theano
-import theano.tensor as T
-from theano.tensor.subtensor import AdvancedIncSubtensor1
-
-from theano_det.ops.det_incsubtensor import (
-    DetAdvancedIncSubtensor1,
-    det_inc_subtensor1,
-    det_set_subtensor1,
-)
 from theano_det.ops.incsubtensor_rewrite import register_inplace_rewrite
 
-DTYPES = ["float16", "float32", "float64", "int8", "int16", "int32", "int64",
-          "uint8", "uint16", "uint32", "uint64"]
+theano = T = AdvancedIncSubtensor1 = DetAdvancedIncSubtensor1 = None  # set by the fixture below
 
 
-def random_values(rng, shape, dtype):
-    if np.dtype(dtype).kind == "f":
-        return (rng.standard_normal(shape) * 10).astype(dtype)
-    info = np.iinfo(dtype)
-    return rng.randint(max(info.min, -100), min(info.max, 100) + 1, size=shape).astype(dtype)
-
-
-def same_bits(a, b):
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+@pytest.fixture(autouse=True)
+def imported_theano(isolated_home):
+    globals().update(theano_names())
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,6 +84,8 @@ def test_y_broadcasts_over_the_indexed_rows(y_shape):
 
 
 def test_through_theanos_inc_and_set_subtensor_helpers():
+    from theano_det.ops.det_incsubtensor import det_inc_subtensor1, det_set_subtensor1
+
     x, y, idx = T.dmatrix(), T.dvector(), T.lvector()
     function = theano.function([x, y, idx], [det_inc_subtensor1(x, y, idx), det_set_subtensor1(x, y, idx),
                                              T.inc_subtensor(x[idx], y), T.set_subtensor(x[idx], y)])
@@ -130,13 +117,14 @@ def test_a_y_that_does_not_broadcast_raises_the_same_value_error_as_theano():
     assert str(ours.value).splitlines()[0] == str(stock.value).splitlines()[0]
 
 
-@pytest.mark.parametrize("x, y, idx, message", [
-    (T.dmatrix(), T.dmatrix(), T.dvector(), "index must be integers"),
-    (T.dmatrix(), T.dmatrix(), T.lmatrix(), "index must be vector"),
-    (T.dscalar(), T.dscalar(), T.lvector(), "cannot index into a scalar"),
-    (T.dvector(), T.dmatrix(), T.lvector(), "cannot increment x subtensor with ndim=1 by y with ndim=2"),
+@pytest.mark.parametrize("types, message", [
+    (("dmatrix", "dmatrix", "dvector"), "index must be integers"),
+    (("dmatrix", "dmatrix", "lmatrix"), "index must be vector"),
+    (("dscalar", "dscalar", "lvector"), "cannot index into a scalar"),
+    (("dvector", "dmatrix", "lvector"), "cannot increment x subtensor with ndim=1 by y with ndim=2"),
 ])
-def test_make_node_refuses_what_theano_refuses(x, y, idx, message):
+def test_make_node_refuses_what_theano_refuses(types, message):
+    x, y, idx = (getattr(T, name)() for name in types)
     with pytest.raises(TypeError, match=message):
         DetAdvancedIncSubtensor1()(x, y, idx)
     with pytest.raises(TypeError):

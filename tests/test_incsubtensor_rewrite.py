@@ -11,16 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import theano
-import theano.tensor as T
-from theano.gof import Apply, FunctionGraph, TopoOptimizer
-from theano.tensor.subtensor import AdvancedIncSubtensor1
+from incsubtensor_cases import theano_names
 
 from theano_det.ops import incsubtensor_rewrite as rewrite
-from theano_det.ops.det_incsubtensor import DetAdvancedIncSubtensor1
 
 OPS_DIR = Path(rewrite.__file__).parent
-CPU = (AdvancedIncSubtensor1,)
+theano = T = AdvancedIncSubtensor1 = DetAdvancedIncSubtensor1 = CPU = None  # set by the fixture below
+
+
+@pytest.fixture(autouse=True)
+def imported_theano(isolated_home):
+    globals().update(theano_names())
+    globals()["CPU"] = (AdvancedIncSubtensor1,)
 
 
 def stock_node(set_instead_of_inc=False, inplace=False, dtype="float32"):
@@ -57,6 +59,7 @@ def test_matches_the_exact_stock_class_only():
 
 
 def test_the_gpu_classes_are_theanos_and_decide_on_their_nodes():
+    from theano.gof import Apply
     from theano.gpuarray.subtensor import GpuAdvancedIncSubtensor1, GpuAdvancedIncSubtensor1_dev20
 
     classes = rewrite.gpu_stock_classes()
@@ -86,6 +89,8 @@ def test_what_replaces_what():
 
 
 def test_the_local_rewrite_replaces_nodes_in_a_real_graph_and_keeps_their_parameters():
+    from theano.gof import FunctionGraph, TopoOptimizer
+
     x, y, idx = T.fmatrix(), T.dmatrix(), T.lvector()
     doubled = x * 2  # an intermediate: an inplace op may destroy it
     outputs = [T.inc_subtensor(x[idx], y), T.set_subtensor(x[idx], y),
@@ -192,6 +197,8 @@ def test_runs_in_old_target_interpreters(path):
 
 
 def test_replaced_nodes_compute_what_the_stock_op_computes():
+    from theano.gof import FunctionGraph, TopoOptimizer
+
     fgraph_inputs = [T.fmatrix(), T.fmatrix(), T.lvector()]
     x, y, idx = fgraph_inputs
     outputs = [T.inc_subtensor(x[idx], y), T.set_subtensor(x[idx], y)]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from incsubtensor_cases import DTYPES, random_values, same_bits
 
 from theano_det.ops.ordered_scatter import (
     group_positions,
@@ -14,25 +15,11 @@ from theano_det.ops.ordered_scatter import (
     scatter_rows,
 )
 
-DTYPES = ["float16", "float32", "float64", "int8", "int16", "int32", "int64",
-          "uint8", "uint16", "uint32", "uint64"]
-
-
-def random_values(rng, shape, dtype):
-    if np.dtype(dtype).kind == "f":
-        return (rng.standard_normal(shape) * 10).astype(dtype)
-    info = np.iinfo(dtype)
-    return rng.randint(max(info.min, -100), min(info.max, 100) + 1, size=shape).astype(dtype)
-
 
 def add_at(x, idx, y):
     expected = x.copy()
     np.add.at(expected, idx, np.asarray(y).astype(x.dtype))
     return expected
-
-
-def same_bits(a, b):
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
