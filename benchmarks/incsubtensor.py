@@ -170,7 +170,10 @@ def gpu_compiler(op_class, index_on_gpu):
 
         x_gpu = gpuarray_shared_constructor(x, target=None)
         y_gpu = gpuarray_shared_constructor(y, target=None)
-        idx_var = gpuarray_shared_constructor(idx, target=None) if index_on_gpu else theano.shared(idx)
+        if index_on_gpu:  # as Theano's optimizer builds each op: _dev20 reads the index on the GPU
+            idx_var = gpuarray_shared_constructor(idx, target=None)
+        else:
+            idx_var = theano.shared(idx, target="cpu")
         out = op_class()(x_gpu, y_gpu, idx_var)
         # the graph is built with the op itself: make sure the optimizer kept it
         function = theano.function([], theano.Out(out, borrow=True))

@@ -123,6 +123,7 @@ def gpu_stock_classes():
 
 
 def _build_gpu(node, decision, target):
+    from theano.gpuarray.basic_ops import GpuFromHost
     from theano.gpuarray.subtensor import GpuAdvancedIncSubtensor1
 
     if target != STOCK_DETERMINISTIC:
@@ -131,9 +132,8 @@ def _build_gpu(node, decision, target):
     op = GpuAdvancedIncSubtensor1(inplace=decision.inplace,
                                   set_instead_of_inc=decision.set_instead_of_inc)
     # the host-looped op reads the index on the host: skip a GPU round trip
-    owner = ilist.owner
-    if owner is not None and type(owner.op).__name__ == "GpuFromHost":
-        ilist = owner.inputs[0]
+    if ilist.owner is not None and isinstance(ilist.owner.op, GpuFromHost):
+        ilist = ilist.owner.inputs[0]
     return [op(x, y, ilist)]
 
 
