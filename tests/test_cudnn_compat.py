@@ -14,7 +14,8 @@ import pytest
 
 from conftest import CACHE, ROOT, run_cli
 from releases import CUDNN_COMPAT_RELEASES
-from theano_det import catalog
+from theano_det import catalog, operations
+from theano_det.target import describe_package
 
 COMPAT_FILES = [
     "gpuarray/c_code/dnn_conv_base.c",
@@ -40,19 +41,17 @@ def snapshot(package: Path) -> dict:
 
 
 @pytest.mark.parametrize("name", CUDNN_COMPAT_RELEASES)
-def test_every_anchor_is_found_as_often_as_the_patch_says(release_copy, name):
-    package = release_copy(name)
-    done = run_cli("patch", "--theano-dir", package, "--json")
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
-    assert set(COMPAT_FILES) <= set(report["changed"])
-    files = {entry["path"]: entry for entry in report["files"]}
+def test_every_anchor_is_found_as_often_as_the_patch_says(release, name):
+    # A dry run in-process (it writes nothing): the CLI is exercised on 1.0.5 and 1.0.0 below.
+    report = operations.patch(describe_package(release(name)), mode=operations.DRY_RUN)
+    assert set(COMPAT_FILES) <= set(report.changed)
+    files = {plan.relative: plan for plan in report.files}
     for spec in compat_patch().files:
-        (outcome,) = [o for o in files[spec.path]["patches"] if o["patch"] == "cudnn-compat"]
-        assert outcome["skipped"] == []
+        (outcome,) = [o for o in files[spec.path].outcomes if o.patch_id == "cudnn-compat"]
+        assert outcome.matches() and outcome.skipped == []
         found = {}
-        for site in outcome["sites"]:
-            found[site["note"]] = found.get(site["note"], 0) + 1
+        for site in outcome.sites:
+            found[site.note] = found.get(site.note, 0) + 1
         assert found == {edit["name"]: edit.get("count", 1) for edit in spec.options["edits"]}, spec.path
 
 
@@ -90,6 +89,7 @@ def test_no_compat_leaves_the_cudnn_sources_alone_and_patch_adds_them_later(rele
     before = snapshot(package)
     done = run_cli("patch", "--theano-dir", package, "--no-compat")
     assert done.returncode == 0, done.stderr
+    assert "gpuarray/c_code/dnn_gw.c: left out (--no-compat)" in done.stderr
     after = snapshot(package)
     assert all(after[path] == before[path] for path in COMPAT_FILES)
     assert after["gpuarray/opt.py"] != before["gpuarray/opt.py"]
@@ -132,6 +132,13 @@ def test_a_missing_anchor_refuses_everything_and_names_it(release_copy):
 
     status = run_cli("status", "--theano-dir", package)
     assert status.returncode == 3 and "dnn_gw.c: not as expected" in status.stderr
+
+    # --force applies no edit to a file whose anchors drifted (all or nothing), and says so.
+    forced = run_cli("patch", "--theano-dir", package, "--force", "--dry-run")
+    assert forced.returncode == 0, forced.stderr
+    assert "gpuarray/c_code/dnn_gw.c: left as it is (nothing that --force could change)" in forced.stderr
+    assert "+++ b/gpuarray/c_code/dnn_gw.c" not in forced.stdout
+    assert "+++ b/gpuarray/c_code/dnn_gi.c" in forced.stdout
 
     # Leaving the compat patch out gets the rest done, and the drifted file is left as it is.
     done = run_cli("patch", "--theano-dir", package, "--no-compat")

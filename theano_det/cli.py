@@ -129,6 +129,10 @@ def show_patch_summary(report) -> None:
             sites = sum(len(outcome.sites) for outcome in plan.outcomes)
             lines = ", ".join(str(site.line) for outcome in plan.outcomes for site in outcome.sites)
             say(f"{plan.relative}: {verb} ({sites} site(s){': lines ' + lines if lines else ''})")
+        elif not plan.outcomes:  # every patch for this file is switched off
+            say(f"{plan.relative}: left out (--no-compat)")
+        elif plan.state in sourceplan.REFUSED:  # --force, and nothing in it could be changed
+            say(f"{plan.relative}: left as it is (nothing that --force could change)")
         else:
             say(f"{plan.relative}: already patched")
     if not report.changed:
