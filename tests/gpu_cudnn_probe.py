@@ -30,6 +30,8 @@ EXACT = {"fwd": {"none", "small", "large"}, "gw": {"none", "deterministic", "sma
 
 
 def main() -> int:
+    if not dnn.dnn_present():
+        sys.exit(f"cuDNN is not usable here: {dnn.dnn_present.msg}")
     rng = np.random.RandomState(42)
     report = {
         "cudnn_version": dnn.version(),
@@ -40,6 +42,11 @@ def main() -> int:
     }
     print(json.dumps(report))
     return 0
+
+
+def host(variable):
+    """The value on the host (numpy), not a GpuArray."""
+    return variable.transfer("cpu")
 
 
 def references(img, kern, top):
@@ -70,16 +77,16 @@ def algorithms(rng) -> dict:
     i, k, t = T.tensor4(), T.tensor4(), T.tensor4()
     cases = []
     for algo in SUPPORTED_DNN_CONV_ALGO_FWD:
-        cases.append(("fwd", algo, dnn.dnn_conv(i, k, algo=algo), 0))
+        cases.append(("fwd", algo, lambda algo=algo: host(dnn.dnn_conv(i, k, algo=algo)), 0))
     for algo in SUPPORTED_DNN_CONV_ALGO_BWD_FILTER:
-        cases.append(("gw", algo, dnn.dnn_gradweight(i, t, kern.shape, algo=algo), 1))
+        cases.append(("gw", algo, lambda algo=algo: host(dnn.dnn_gradweight(i, t, kern.shape, algo=algo)), 1))
     for algo in SUPPORTED_DNN_CONV_ALGO_BWD_DATA:
-        cases.append(("gi", algo, dnn.dnn_gradinput(k, t, img.shape, algo=algo), 2))
+        cases.append(("gi", algo, lambda algo=algo: host(dnn.dnn_gradinput(k, t, img.shape, algo=algo)), 2))
     results = []
-    for direction, algo, output, which in cases:
+    for direction, algo, build, which in cases:
         entry = {"direction": direction, "algo": algo}
         try:
-            function = theano.function([i, k, t], output, on_unused_input="ignore")
+            function = theano.function([i, k, t], build(), on_unused_input="ignore")
             entry["ops"] = sorted({type(node.op).__name__ for node in function.maker.fgraph.toposort()
                                    if "Dnn" in type(node.op).__name__})
             value = function(img, kern, top)
@@ -99,8 +106,8 @@ def stability(rng, runs=10) -> dict:
     i, k, t = T.tensor4(), T.tensor4(), T.tensor4()
     found = {}
     for algo in ("deterministic", "none"):
-        gw = theano.function([i, t], dnn.dnn_gradweight(i, t, kern.shape, algo=algo))
-        gi = theano.function([k, t], dnn.dnn_gradinput(k, t, img.shape, algo=algo))
+        gw = theano.function([i, t], host(dnn.dnn_gradweight(i, t, kern.shape, algo=algo)))
+        gi = theano.function([k, t], host(dnn.dnn_gradinput(k, t, img.shape, algo=algo)))
         found[algo] = {
             "gw": len({hashlib.sha256(np.asarray(gw(img, top)).tobytes()).hexdigest() for _ in range(runs)}),
             "gi": len({hashlib.sha256(np.asarray(gi(kern, top)).tobytes()).hexdigest() for _ in range(runs)}),
@@ -117,7 +124,7 @@ def conv3d_forward(rng) -> dict:
     for algo in ("none", "small", "fft_tiling", "guess_once", "time_once"):
         entry = {"algo": algo}
         try:
-            function = theano.function([i, k], dnn.dnn_conv3d(i, k, algo=algo))
+            function = theano.function([i, k], host(dnn.dnn_conv3d(i, k, algo=algo)))
             entry.update(compare(function(img, kern), {"cpu": cpu}, algo in ("none", "small")))
         except Exception as error:
             entry.update(ok=False, error=f"{type(error).__name__}: {str(error)[:2000]}")
