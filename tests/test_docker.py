@@ -7,6 +7,7 @@ image uses and the one python3-pygpu is built for, not the Python running these 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -297,6 +298,64 @@ def test_entrypoint_refuses_a_seed_that_is_not_an_integer(runtime, seed):
     assert "ran" not in result.stdout and "Traceback" not in result.stderr
 
 
+SEEDED_PROGRAM = r"""
+import os, random, sys
+import numpy
+print(os.environ.get("PYTHONHASHSEED"), random.random(), numpy.random.rand())
+print(sorted(set("abcdefgh")) == list(set("abcdefgh")), list(set("abcdefghijklmnop")))
+"""
+
+
+@pytest.mark.slow
+def test_entrypoint_runs_the_command_through_theano_det_run_with_the_seed(runtime):
+    program = runtime.work / "seeded.py"
+    program.write_text(SEEDED_PROGRAM)
+    entrypoint = runtime.prefix / "bin" / "theano-det-entrypoint"
+
+    def outputs(*command, seed):
+        result = runtime.run(*command, "python", program, env=runtime.env(THEANO_DET_SEED=seed))
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    seven = outputs(entrypoint, seed="7")
+    assert seven.startswith("7 ")
+    assert outputs(entrypoint, seed="7") == seven
+    assert outputs(entrypoint, seed="0007") == seven
+    assert outputs(entrypoint, seed="8") != seven
+    # without the entry point the same program is not reproducible: the test can fail
+    assert outputs(seed="7") != outputs(seed="7")
+
+
+@pytest.mark.slow
+def test_entrypoint_adds_the_deterministic_theano_settings(runtime):
+    result = runtime.run(runtime.prefix / "bin" / "theano-det-entrypoint",
+                         "python", "-c", "import os; print(os.environ['THEANO_FLAGS'])",
+                         env=runtime.env(THEANO_FLAGS="floatX=float64"))
+    assert result.returncode == 0, result.stderr
+    flags = result.stdout.strip().split(",")
+    assert flags[0] == "floatX=float64"  # the user's own flags stay
+    assert {"deterministic=more", "dnn.conv.algo_bwd_filter=deterministic",
+            "dnn.conv.algo_bwd_data=deterministic"} <= set(flags)
+
+
+@pytest.mark.slow
+def test_entrypoint_passes_the_exit_status_through(runtime):
+    result = runtime.run(runtime.prefix / "bin" / "theano-det-entrypoint", "python", "-c", "raise SystemExit(5)")
+    assert result.returncode == 5
+
+
+@pytest.mark.slow
+def test_entrypoint_gives_a_user_without_a_writable_home_a_temporary_one(runtime):
+    """`docker run --user UID` with a uid the image does not know: HOME is `/`, not writable
+    (here, where tests may run as root, a HOME that does not exist stands for it)."""
+    result = runtime.run(runtime.prefix / "bin" / "theano-det-entrypoint", "python", "-c",
+                         "import os; home = os.environ['HOME']; print(home, os.access(home, os.W_OK))",
+                         env=runtime.env(HOME="/nonexistent/home"))
+    assert result.returncode == 0, result.stderr
+    home, writable = result.stdout.split()
+    assert home != "/nonexistent/home" and writable == "True"
+
+
 # --- the CUDA libraries (1.4 GB of wheels, kept in the test cache) ------------------------
 # Deselect with `-m "not gpu and not cuda_wheels"` where that download is too much.
 
@@ -375,3 +434,25 @@ def test_theano_compiles_and_links_against_cudnn_with_the_image_config(cuda_runt
     assert result.returncode == 0, result.stderr
     major, minor, patch, _ = (int(part) for part in cuda_pins()["nvidia-cudnn-cu12"].split("."))
     assert result.stdout.splitlines() == ["(True, None)", str(major * 10000 + minor * 100 + patch)]
+
+
+CONV_OPS = ["conv_fwd_2d", "conv_gw_2d", "conv_gi_2d", "conv_fwd_3d", "conv_gw_3d", "conv_gi_3d"]
+
+
+@pytest.mark.slow
+@pytest.mark.cuda_wheels
+def test_patched_cudnn_convolutions_compile_against_the_image_cudnn(cuda_runtime, tmp_path):
+    """Theano writes the C++ of its cuDNN convolutions as it does before compiling them
+    (tools/cudnn_op_sources.py, with the image's config: include paths, patched sources);
+    g++ checks them against the image's cuDNN headers. The released sources do not
+    compile so (tests/test_cudnn_compat.py shows it)."""
+    major, minor, patch, _ = (int(part) for part in cuda_pins()["nvidia-cudnn-cu12"].split("."))
+    result = cuda_runtime.run("python", ROOT / "tools" / "cudnn_op_sources.py", tmp_path,
+                              str(major * 10000 + minor * 100 + patch),
+                              env=cuda_runtime.env(THEANO_FLAGS="device=cpu"))
+    assert result.returncode == 0, result.stderr
+    ops = {op["name"]: op for op in json.loads((tmp_path / "index.json").read_text())["ops"]}
+    for name in CONV_OPS:
+        assert f"-I{cuda_runtime.prefix}/cuda/include" in ops[name]["args"]
+        compiled = cuda_runtime.run("g++", "-fsyntax-only", *ops[name]["args"], ops[name]["source"])
+        assert compiled.returncode == 0, f"{name}:\n{compiled.stderr[-3000:]}"
