@@ -245,9 +245,10 @@ ldflags =
 root = $CUDA_DIR
 
 [dnn]
-# Theano 1.0.5's cuDNN convolutions call functions that cuDNN 8 removed: they fail to
-# compile against this cuDNN 9. Until theano-det patches them, convolutions and pooling
-# use Theano's own GPU kernels (GpuCorrMM, deterministic); the paths below are ready.
+# Theano 1.0.5's cuDNN convolutions compile against this cuDNN 9 only with theano-det's
+# compatibility patch (applied below), which has not yet run on a GPU. Until it has,
+# convolutions and pooling use Theano's own GPU kernels (GpuCorrMM, deterministic);
+# THEANO_FLAGS=dnn.enabled=True tries cuDNN with the paths below.
 enabled = False
 include_path = $CUDA_DIR/include
 library_path = $CUDA_DIR/lib64
