@@ -79,6 +79,7 @@ for step in "${STEPS[@]}"; do
   case " ${ALL_STEPS[*]} " in *" $step "*) ;; *) die "unknown step '$step' (steps: ${ALL_STEPS[*]})" ;; esac
 done
 COMPILE_CACHE=${COMPILE_CACHE:-$PREFIX/compile-cache}
+case $COMPILE_CACHE in /*) ;; *) COMPILE_CACHE=$(pwd)/$COMPILE_CACHE ;; esac
 VENV=$PREFIX/venv
 DEBROOT=$PREFIX/debian
 CUDA_DIR=$PREFIX/cuda
