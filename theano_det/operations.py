@@ -46,33 +46,61 @@ class Report:
         }
 
 
-def enabled_patches(catalogue: list, compat: bool) -> set:
-    return {patch.id for patch in catalogue if compat or patch.group != COMPAT_GROUP}
+def enabled_patches(catalogue: list, declined: list) -> set:
+    return {patch.id for patch in catalogue if patch.group not in declined}
+
+
+def declined_groups(compat: bool, manifest: Manifest | None, catalogue: list) -> list:
+    """Groups this run leaves out on purpose, except those already applied (they stay)."""
+    if compat:
+        return []
+    recorded = {patch_id for record in (manifest.files.values() if manifest else []) for patch_id in record.patches}
+    applied = {patch.group for patch in catalogue if patch.id in recorded}
+    return [] if COMPAT_GROUP in applied else [COMPAT_GROUP]
 
 
 def status(target: Target) -> Report:
     catalogue = catalog.load_all()
     manifest = manifests.load(target.package_dir)
-    plans = plan_or_refuse_unknown(target, catalogue, enabled_patches(catalogue, True), manifest)
+    declined = manifest.declined if manifest else []
+    plans = plan_or_refuse_unknown(target, catalogue, enabled_patches(catalogue, declined), manifest)
     report = Report(target, "status", files=plans)
     report.interrupted = bool(manifest and manifest.state == "applying")
+    report.notes += left_out_notes(target, catalogue, declined)
     return report
+
+
+def left_out_notes(target: Target, catalogue: list, declined: list) -> list:
+    """One line per patch this target could have but the user chose to leave out."""
+    return [
+        f"{patch.id}: left out (--no-{patch.group}); `theano-det patch` applies it"
+        for patch in catalogue
+        if patch.group in declined and patch.applies_to(target.package_dir)
+    ]
 
 
 def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool = True,
           lock_timeout: float = 60.0) -> Report:
     catalogue = catalog.load_all()
-    enabled = enabled_patches(catalogue, compat)
+    enabled = enabled_patches(catalogue, [] if compat else [COMPAT_GROUP])
     if mode != WRITE:
-        return plan_patch(target, catalogue, enabled, manifests.load(target.package_dir), mode, force)
+        report = plan_patch(target, catalogue, enabled, manifests.load(target.package_dir), mode, force)
+        report.notes += left_out_notes(target, catalogue, [] if compat else [COMPAT_GROUP])
+        return report
     folder = state_dir(target.package_dir)
     try:
         with locked(folder, lock_timeout):
             manifest = manifests.load(target.package_dir)
+            declined = declined_groups(compat, manifest, catalogue)
             remove_leftovers(target, catalogue, manifest)
             report = plan_patch(target, catalogue, enabled, manifest, mode, force)
-            if report.changed or (manifest and manifest.state == "applying"):
-                commit_patch(target, report, manifest or Manifest())
+            unfinished = manifest is not None and manifest.state == "applying"
+            choice_changed = manifest is not None and manifest.declined != declined
+            if report.changed or unfinished or choice_changed:
+                manifest = manifest or Manifest()
+                manifest.declined = declined
+                commit_patch(target, report, manifest)
+            report.notes += left_out_notes(target, catalogue, declined)
             return report
     finally:
         remove_state_dir_if_unused(folder)
