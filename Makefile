@@ -21,6 +21,7 @@ test: $(STAMP)
 demo: $(STAMP)
 	THEANORC=$(DEMO_THEANORC) $(BIN)/theano-det patch
 	THEANORC=$(DEMO_THEANORC) $(BIN)/theano-det status
+	THEANORC=$(DEMO_THEANORC) $(BIN)/theano-det verify
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
