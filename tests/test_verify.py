@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ INTARGET = Path(verify_probe.__file__).parent
 ENVIRONMENT_KEYS = {"python", "theano", "numpy", "pygpu", "libgpuarray", "cuda_driver", "cuda_runtime",
                     "cudnn", "settings"}
 CHECK_KEYS = {"name", "ops", "bitwise_stable", "matches_reference", "seconds", "sha256"}
-FAST_CHECKS = ("--check", "embedding_grad", "--check", "mrg_uniform")
+FAST_CHECK = ("--check", "mrg_uniform")  # the quickest to compile
 
 
 def verify_json(*args, env=None):
@@ -60,10 +61,10 @@ def test_verify_runs_every_check_on_the_cpu(tmp_path):
 
 def test_verify_compare_says_whether_outputs_are_reproduced(tmp_path):
     saved = tmp_path / "there.json"
-    done, document = verify_json(*FAST_CHECKS, "--save", saved)
+    done, document = verify_json(*FAST_CHECK, "--save", saved)
     assert done.returncode == 0, done.stderr
 
-    done, document = verify_json(*FAST_CHECKS, "--compare", saved)
+    done, document = verify_json(*FAST_CHECK, "--compare", saved)
     assert done.returncode == 0, done.stderr
     assert document["compare"]["reproduces"] is True
     assert "reproduces its outputs bit for bit" in done.stderr
@@ -71,10 +72,10 @@ def test_verify_compare_says_whether_outputs_are_reproduced(tmp_path):
     other = json.loads(saved.read_text())
     other["checks"][0]["sha256"] = "0" * 64
     saved.write_text(json.dumps(other))
-    done, document = verify_json(*FAST_CHECKS, "--compare", saved)
+    done, document = verify_json(*FAST_CHECK, "--compare", saved)
     assert done.returncode == 1, done.stderr
     assert document["status"] == "deterministic" and document["compare"]["reproduces"] is False
-    assert {"name": "embedding_grad", "result": "different bits"} in document["compare"]["checks"]
+    assert document["compare"]["checks"] == [{"name": "mrg_uniform", "result": "different bits"}]
     assert "does NOT reproduce" in done.stderr
 
 
@@ -84,7 +85,7 @@ def test_verify_compare_says_whether_outputs_are_reproduced(tmp_path):
 ])
 def test_an_injected_fault_makes_verify_fail(monkeypatch, selftest, failing):
     monkeypatch.setenv(verify_probe.SELFTEST_VARIABLE, selftest)
-    done, document = verify_json("--check", "mrg_uniform")
+    done, document = verify_json(*FAST_CHECK)
     assert done.returncode == 1, done.stderr
     assert document["status"] == "nondeterministic"
     checks = {check["name"]: check for check in document["checks"]}
@@ -105,6 +106,16 @@ def test_an_interpreter_without_theano_exits_4(tmp_path):
     done = run_cli("verify", "--python", tmp_path / "bare" / "bin" / "python")
     assert done.returncode == 4
     assert "no Theano is importable" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_theano_that_does_not_import_exits_4_with_a_hint(monkeypatch):
+    """Theano 1.0.5 asks numpy for blas_opt_info on import; numpy 1.23's wheels lack it."""
+    flags = ",".join(part for part in os.environ["THEANO_FLAGS"].split(",") if not part.startswith("blas."))
+    monkeypatch.setenv("THEANO_FLAGS", flags)
+    done, document = verify_json()
+    assert done.returncode == 4
+    assert document["status"] == "cannot_run" and "blas_opt_info" in document["summary"]
+    assert "hint: this numpy does not describe its BLAS" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_bad_inputs_get_a_message_and_their_exit_code(tmp_path):
@@ -203,6 +214,10 @@ def test_cudnn_is_not_blocked_when_theano_does_not_use_it():
 
 @pytest.mark.parametrize("name", ["verify_probe.py", "graph_audit.py"])
 def test_in_target_files_are_python_3_5_and_need_no_theano_det(name):
+    vermin = Path(sys.executable).parent / "vermin"
+    done = subprocess.run([str(vermin), "-t=3.5-", "--no-tips", "--violations", str(INTARGET / name)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
     source = (INTARGET / name).read_text()
     tree = ast.parse(source, feature_version=(3, 5))
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)

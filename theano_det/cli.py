@@ -252,9 +252,8 @@ def verify_command(python, repeat, as_json, require_gpu, save, compare_with, che
     if comparison is not None:
         for line in verification.comparison_lines(comparison, compare_with):
             say(line)
-    if document.get("status") == verification.CANNOT_RUN and require_gpu:
-        say("hint: run on a machine with an NVIDIA GPU and set THEANO_FLAGS=device=cuda0 "
-            "(gpuarray backend, needs pygpu) or device=gpu (Theano before 1.0)")
+    if document.get("hint"):
+        say(f"hint: {document['hint']}")
     if save:
         fsutil.atomic_write(Path(save), (json.dumps(document, indent=2, default=str) + "\n").encode("utf-8"))
     if as_json:

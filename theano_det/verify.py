@@ -140,7 +140,8 @@ def report_lines(document: dict) -> list:
             lines.append(f"error in {check['name']}: {check['error']}")
     if checks:
         lines.append(f"reference: {document.get('reference')}; tolerance: {document.get('tolerance')}")
-    where = "" if document.get("gpu") or not document.get("environment") else " (CPU only: no GPU was tested)"
+    cpu_only = document.get("environment") and not document.get("gpu") and document.get("status") != CANNOT_RUN
+    where = " (CPU only: no GPU was tested)" if cpu_only else ""
     lines.append(f"status: {document.get('status')}{where}: {document.get('summary')}")
     return lines
 

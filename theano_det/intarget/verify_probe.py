@@ -83,7 +83,7 @@ def verify(repeat, require_gpu=False, only=()):
         import numpy  # noqa: F401
         import theano
     except Exception as error:  # ImportError, or a Theano that breaks on this Python
-        return cannot_run(document, "cannot import Theano: %s" % one_line(error))
+        return cannot_run(document, "cannot import Theano: %s" % one_line(error), import_hint(error))
     environment = describe_environment(theano)
     document["environment"] = environment
     document["gpu"] = environment["gpu"]
@@ -91,7 +91,9 @@ def verify(repeat, require_gpu=False, only=()):
         document["gpu_note"] = "No GPU was tested (%s): these results hold for the CPU only." % (
             environment["gpu_problem"])
         if require_gpu:
-            return cannot_run(document, "no usable GPU: %s" % environment["gpu_problem"])
+            return cannot_run(document, "no usable GPU: %s" % environment["gpu_problem"],
+                              "run on a machine with an NVIDIA GPU and set THEANO_FLAGS=device=cuda0 "
+                              "(gpuarray backend, needs pygpu) or device=gpu (Theano before 1.0)")
     blocked = cudnn_blocked(environment)
     for check in selected_checks(only):
         say("running %s" % check.name)
@@ -100,10 +102,19 @@ def verify(repeat, require_gpu=False, only=()):
     return document
 
 
-def cannot_run(document, reason):
+def cannot_run(document, reason, hint=None):
     document["status"] = "cannot_run"
     document["summary"] = reason
+    document["hint"] = hint
     return document
+
+
+def import_hint(error):
+    if "blas_opt_info" in str(error):
+        return ("this numpy does not describe its BLAS (no blas_opt_info), which Theano asks for "
+                "when it is imported: set blas.ldflags, e.g. THEANO_FLAGS=blas.ldflags= (empty: "
+                "Theano then uses numpy's C API for BLAS)")
+    return None
 
 
 def summarize(checks, repeat):
@@ -469,21 +480,23 @@ def detect_gpu(theano):
 
 
 def describe_cudnn(theano, backend):
-    version = cudnn_library_version()
+    version = cudnn_library_version(config_value(theano.config, "dnn.library_path"))
     info = collections.OrderedDict([
-        ("version", format_cudnn_version(version)), ("version_number", version),
-        ("used_by_theano", False), ("problem", None)])
-    if backend == "cpu" or str(config_value(theano.config, "dnn.enabled")) == "False":
-        return info
-    try:
-        if backend == "gpuarray":
-            from theano.gpuarray import dnn
-            info["used_by_theano"] = bool(dnn.dnn_available(None))
-        else:
-            from theano.sandbox.cuda import dnn
-            info["used_by_theano"] = bool(dnn.dnn_available())
-    except Exception as error:
-        info["problem"] = one_line(error)
+        ("version", None), ("version_number", None), ("used_by_theano", False), ("problem", None)])
+    if backend != "cpu" and str(config_value(theano.config, "dnn.enabled")) != "False":
+        try:
+            if backend == "gpuarray":
+                from theano.gpuarray import dnn
+                info["used_by_theano"] = bool(dnn.dnn_available(None))
+            else:
+                from theano.sandbox.cuda import dnn
+                info["used_by_theano"] = bool(dnn.dnn_available())
+            if info["used_by_theano"] and not version:  # the library is not on the loader's path
+                linked = dnn.version()  # gpuarray: an int; the old backend: (header, library)
+                version = int(linked[-1] if isinstance(linked, tuple) else linked)
+        except Exception as error:
+            info["problem"] = one_line(error)
+    info["version"], info["version_number"] = format_cudnn_version(version), version
     if info["used_by_theano"] and version and cudnn_major(version) >= 8:
         calls = files_calling_removed_cudnn_api(backend_folder(backend))
         if calls:
@@ -559,13 +572,16 @@ def libgpuarray_version():
     return None
 
 
-def load_library(names):
+def load_library(names, folder=None):
+    """The first of these libraries that loads: from `folder`, then as the loader finds it."""
     for name in names:
-        path = ctypes.util.find_library(name) or "lib%s.so" % name
-        try:
-            return ctypes.CDLL(path)
-        except OSError:
-            continue
+        candidates = [os.path.join(folder, "lib%s.so" % name)] if folder else []
+        candidates += [ctypes.util.find_library(name) or "lib%s.so" % name]
+        for path in candidates:
+            try:
+                return ctypes.CDLL(path)
+            except OSError:
+                continue
     return None
 
 
@@ -589,8 +605,8 @@ def cuda_runtime_version():
     return None
 
 
-def cudnn_library_version():
-    library = load_library(["cudnn"])
+def cudnn_library_version(folder=None):
+    library = load_library(["cudnn"], folder or None)
     if library is None:
         return None
     library.cudnnGetVersion.restype = ctypes.c_size_t
