@@ -18,6 +18,8 @@ import pytest
 
 from conftest import run_cli
 from theano_det import verify
+from theano_det.errors import CannotRun
+from theano_det.target import Target
 from theano_det.intarget import verify_probe
 
 INTARGET = Path(verify_probe.__file__).parent
@@ -204,6 +206,28 @@ def test_with_a_cudnn_theano_cannot_compile_against_the_cudnn_checks_run_without
     assert verify_probe.summarize([skipped, ran], 2)[0] == "deterministic"
     lines = "\n".join(verify.report_lines({"checks": [skipped, ran], "repeat": 2, "status": "deterministic"}))
     assert "not runnable: conv2d (cuDNN): Theano 1.0.5's cuDNN convolution code" in lines
+
+
+def test_the_report_names_cudnn_algorithms_and_findings():
+    check = verify_probe.new_result("conv3d_grad", "conv3d gradients")
+    check.update(ops=["GpuDnnConvGradW"], key_ops=["GpuDnnConvGradW"], cudnn="used", bitwise_stable=True,
+                 matches_reference=True, max_abs_diff=1e-6, seconds=1.0,
+                 cudnn_algorithms=[{"op": "GpuDnnConvGradW", "algo": "deterministic", "ndim": 5}],
+                 findings=[{"op": "GpuDnnConvGradW{algo='deterministic'}", "certainty": "certain",
+                            "line": "probe.py:1", "inside": None, "why": "No algorithm.",
+                            "fix": "Not fixable by flags: exclude it."}])
+    lines = verify.report_lines({"checks": [check], "repeat": 3, "status": "nondeterministic", "summary": "x"})
+    assert "cuDNN algorithms in conv3d_grad: GpuDnnConvGradW deterministic" in lines
+    assert any(line.startswith("finding in conv3d_grad:") and "Fix: Not fixable by flags" in line
+               for line in lines)
+    assert any(line.startswith("conv3d_grad") and "stable x3" in line and "used" in line for line in lines)
+
+
+def test_a_python_2_target_is_told_verify_needs_python_3(tmp_path):
+    old = Target(tmp_path, "Theano", "0.7.0", python="/usr/bin/python2.7", python_version="2.7.18")
+    with pytest.raises(CannotRun, match="needs 3.5 or newer"):
+        verify.require_probe_python(old)
+    verify.require_probe_python(Target(tmp_path, "Theano", "1.0.5", python="py", python_version="3.5.10"))
 
 
 def test_cudnn_is_not_blocked_when_theano_does_not_use_it():

@@ -236,6 +236,7 @@ def verify_command(python, repeat, as_json, require_gpu, save, compare_with, che
     other = verification.load_document(Path(compare_with)) if compare_with else None
     target = locate(python)
     say(f"target: {target.describe()}")
+    verification.require_probe_python(target)
     run = verification.run_probe(target.python or sys.executable, repeat, require_gpu, checks)
     if run.output.strip():
         say(run.output.rstrip())

@@ -31,6 +31,15 @@ class ProbeRun:
     output: str = ""  # what the probe printed on stdout (Theano sometimes prints there)
 
 
+def require_probe_python(target) -> None:
+    """The probe needs Python 3.5+ in the target (the locator, which found Theano, also runs on 2.7)."""
+    version = tuple(int(part) for part in (target.python_version or "3.5").split(".")[:2])
+    if version < (3, 5):
+        raise CannotRun(f"verify runs its checks with the target's Python, and {target.python} is "
+                        f"Python {target.python_version}; it needs 3.5 or newer",
+                        hint="`patch`, `unpatch` and `status` work on it; verify a Python 3 environment")
+
+
 def run_probe(python: str, repeat: int = DEFAULT_REPEAT, require_gpu: bool = False,
               checks: tuple = ()) -> ProbeRun:
     """Run the probe with `python` in this environment (THEANO_FLAGS, THEANORC apply)."""
@@ -130,6 +139,11 @@ def report_lines(document: dict) -> list:
     if checks:
         lines.append("")
         lines += table(checks, document.get("repeat"))
+    for check in checks:
+        algorithms = ", ".join(f"{entry['op']} {entry['algo'] or '(no choice)'}"
+                               for entry in check.get("cudnn_algorithms") or [])
+        if algorithms:
+            lines.append(f"cuDNN algorithms in {check['name']}: {algorithms}")
     for check in checks:
         for finding in check.get("findings") or []:
             lines.append(f"finding in {check['name']}: {graph_audit.describe(finding)}")
