@@ -12,10 +12,11 @@ from pathlib import Path
 
 import click
 
-from theano_det import __version__, operations, sourceplan
+from theano_det import __version__, operations, runner, sourceplan
 from theano_det import fsutil
 from theano_det import verify as verification
 from theano_det.errors import CannotRun, Refused, TheanoDetError
+from theano_det.process import replace_process
 from theano_det.target import locate
 
 # Exit codes, the same for every command (see README "Exit codes").
@@ -206,6 +207,38 @@ def status_code(report) -> int:
     return OK
 
 
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True,
+              help="Seed for PYTHONHASHSEED, random, numpy and every Theano random stream.")
+@click.option("--python", "python", metavar="PATH",
+              help="Compute the Theano settings for this interpreter's Theano (default: the command's "
+                   "interpreter when the command is python, else the one running theano-det). "
+                   "The command itself is run as given.")
+@click.option("--no-flags", is_flag=True, help="Leave THEANO_FLAGS alone.")
+@click.option("--no-compat", is_flag=True,
+              help="Do not restore the legacy aliases (collections.Iterable, ...) at start-up.")
+@click.option("-v", "--verbose", is_flag=True, help="Print the environment variables set, on stderr.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@handle_errors
+def run(seed, python, no_flags, no_compat, verbose, command):
+    """Run COMMAND reproducibly: theano-det run [OPTIONS] -- COMMAND [ARGS]...
+
+    Sets PYTHONHASHSEED, adds the deterministic Theano settings to THEANO_FLAGS
+    and seeds every RNG at start-up, then becomes COMMAND: its exit status,
+    standard streams and signals are its own.
+    """
+    plan = runner.plan(command, seed, python=python, set_flags=not no_flags, compat=not no_compat)
+    for note in plan.notes:
+        say(f"theano-det run: {note}")
+    if verbose:
+        if plan.target is not None:
+            say(f"theano-det run: target: {plan.target.describe()}")
+        for name in ("PYTHONHASHSEED", runner.SEED_VARIABLE, runner.COMPAT_VARIABLE, "PYTHONPATH", "THEANO_FLAGS"):
+            if name in plan.env:
+                say(f"theano-det run: {name}={plan.env[name]}")
+    replace_process(plan.argv, plan.env)
+
+
 # verify's probe status -> exit code (anything else, e.g. "error", means it could not run).
 VERIFY_CODES = {verification.DETERMINISTIC: OK, verification.NONDETERMINISTIC: PENDING}
 
@@ -237,10 +270,10 @@ def verify_command(python, repeat, as_json, require_gpu, save, compare_with, che
     target = locate(python)
     say(f"target: {target.describe()}")
     verification.require_probe_python(target)
-    run = verification.run_probe(target.python or sys.executable, repeat, require_gpu, checks)
-    if run.output.strip():
-        say(run.output.rstrip())
-    document = run.document
+    probe = verification.run_probe(target.python or sys.executable, repeat, require_gpu, checks)
+    if probe.output.strip():
+        say(probe.output.rstrip())
+    document = probe.document
     code = VERIFY_CODES.get(document.get("status"), CANNOT_RUN)
     comparison = verification.compare(document, other) if other is not None else None
     if comparison is not None:
