@@ -1,7 +1,7 @@
 """The audit and `theano-det verify` on a real GPU (run with -m gpu; see shared/gpu/README.md).
 
 Each test runs Theano in a subprocess with the device's THEANO_FLAGS (device=cuda0 and
-the library paths), which the autouse fixture would otherwise replace.
+the library paths, which the autouse fixture keeps) and the flags it adds.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from theano_det.target import locate
 
 pytestmark = pytest.mark.gpu
 
-DEVICE_FLAGS = os.environ.get("THEANO_FLAGS", "")  # read before any fixture changes it
 # The settings `theano-det patch` writes for Theano 1.0.x besides the _dev20 rewrite (not
 # deterministic=more: the rewrite alone must remove the _dev20 op).
 DETERMINISTIC_FLAGS = ("dnn.conv.algo_bwd_filter=deterministic,dnn.conv.algo_bwd_data=deterministic,"
@@ -29,7 +28,7 @@ DETERMINISTIC_FLAGS = ("dnn.conv.algo_bwd_filter=deterministic,dnn.conv.algo_bwd
 
 def device_env(extra: str = "", pythonpath: str | None = None) -> dict:
     env = dict(os.environ)
-    env["THEANO_FLAGS"] = ",".join(part for part in (DEVICE_FLAGS, os.environ["THEANO_FLAGS"], extra) if part)
+    env["THEANO_FLAGS"] = ",".join(part for part in (os.environ["THEANO_FLAGS"], extra) if part)
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
     return env
