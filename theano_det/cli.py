@@ -90,14 +90,16 @@ def cli():
                    "the call sites that exist are shown and changed.")
 @click.option("--lock-timeout", default=60.0, show_default=True, metavar="SECONDS",
               help="How long to wait for another theano-det run on the same Theano.")
+@click.option("--no-compat", "no_compat", is_flag=True,
+              help="Leave out the compatibility patches (cuDNN 8/9 for Theano 1.0.x's convolutions).")
 @handle_errors
-def patch(target_choice, dry_run, check, as_json, force, lock_timeout):
+def patch(target_choice, dry_run, check, as_json, force, lock_timeout, no_compat):
     """Rewrite the non-deterministic op calls in the target Theano."""
     if dry_run and check:
         raise click.UsageError("--dry-run and --check are two ways to write nothing; give one")
     mode = operations.DRY_RUN if dry_run else operations.CHECK if check else operations.WRITE
     target = locate(*target_choice)
-    report = operations.patch(target, mode=mode, force=force, lock_timeout=lock_timeout)
+    report = operations.patch(target, mode=mode, force=force, lock_timeout=lock_timeout, compat=not no_compat)
     if as_json:
         emit_json(report.to_json())
     else:
@@ -131,6 +133,10 @@ def show_patch_summary(report) -> None:
             sites = sum(len(outcome.sites) for outcome in plan.outcomes)
             lines = ", ".join(str(site.line) for outcome in plan.outcomes for site in outcome.sites)
             say(f"{plan.relative}: {verb} ({sites} site(s){': lines ' + lines if lines else ''})")
+        elif not plan.outcomes:  # every patch for this file is switched off
+            say(f"{plan.relative}: left out (--no-compat)")
+        elif plan.state in sourceplan.REFUSED:  # --force, and nothing in it could be changed
+            say(f"{plan.relative}: left as it is (nothing that --force could change)")
         else:
             say(f"{plan.relative}: already patched")
     if not report.changed:
