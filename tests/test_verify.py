@@ -177,12 +177,36 @@ def test_cudnn_versions(number, text, major):
 
 @pytest.mark.parametrize("release_name, folder, expected", [
     ("1.0.5", "gpuarray", ["c_code/dnn_fwd.c"]),
+    ("1.0.0", "gpuarray", ["c_code/dnn_fwd.c"]),
     ("pymc-1.1.2", "gpuarray", ["c_code/dnn_fwd.c"]),
-    ("0.9.0", "sandbox/cuda", ["cudnn_helper.h", "dnn_fwd.c"]),
-    ("0.7.0", "sandbox/cuda", ["cudnn_helper.h"]),
+    ("0.9.0", "sandbox/cuda", ["dnn_fwd.c"]),  # cudnn_helper.h calls it under #ifndef CUDNN_VERSION
+    ("0.9.0", "gpuarray", ["dnn_fwd.c"]),
 ])
 def test_the_removed_cudnn_call_is_found_in_the_released_sources(release, release_name, folder, expected):
     assert verify_probe.files_calling_removed_cudnn_api(str(release(release_name) / folder)) == expected
+
+
+def test_after_the_cudnn_compat_patch_no_live_call_is_left(release_copy):
+    package = release_copy("1.0.5")
+    done = run_cli("patch", "--theano-dir", package)
+    assert done.returncode == 0, done.stderr
+    assert verify_probe.REMOVED_CUDNN_CALL.search((package / "gpuarray/c_code/dnn_fwd.c").read_text())
+    assert verify_probe.files_calling_removed_cudnn_api(str(package / "gpuarray")) == []
+
+
+@pytest.mark.parametrize("source, calls", [
+    ("cudnnGetConvolutionForwardAlgorithm(h);", 1),
+    ("#if CUDNN_MAJOR >= 7\n x_v7(h);\n#else\n cudnnGetConvolutionForwardAlgorithm(h);\n#endif", 0),
+    ("#if CUDNN_MAJOR >= 9\n x_v7(h);\n#else\n cudnnGetConvolutionForwardAlgorithm(h);\n#endif", 1),
+    ("#if CUDNN_MAJOR < 8\n cudnnGetConvolutionForwardAlgorithm(h);\n#endif", 0),
+    ("#ifndef CUDNN_VERSION\n cudnnGetConvolutionForwardAlgorithm(h);\n#endif", 0),
+    ("#if defined(CUDNN_VERSION) && CUDNN_VERSION < 4000\n#ifdef X\n#endif\n"
+     " cudnnGetConvolutionForwardAlgorithm(h);\n#endif\ncudnnGetConvolutionForwardAlgorithm(h);", 1),
+    ("#ifdef DEBUG\n cudnnGetConvolutionForwardAlgorithm(h);\n#endif", 1),
+    ("cudnnGetConvolutionForwardAlgorithm_v7(h);", 0),
+])
+def test_which_calls_a_cudnn_8_build_compiles(source, calls):
+    assert verify_probe.live_removed_cudnn_calls(source) == calls
 
 
 def cudnn9_environment():

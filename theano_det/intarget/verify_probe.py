@@ -528,6 +528,8 @@ def backend_folder(backend):
 
 
 def files_calling_removed_cudnn_api(folder):
+    """The C sources in a backend folder that would call the removed cuDNN API when
+    compiled against cuDNN 8 or newer."""
     found = []
     for sub in ("", "c_code"):
         where = os.path.join(folder, sub) if folder else None
@@ -537,9 +539,48 @@ def files_calling_removed_cudnn_api(folder):
             if name.endswith((".c", ".h")):
                 with open(os.path.join(where, name), "rb") as handle:
                     text = handle.read().decode("utf-8", "replace")
-                if REMOVED_CUDNN_CALL.search(text):
+                if live_removed_cudnn_calls(text):
                     found.append(os.path.join(sub, name) if sub else name)
     return found
+
+
+def live_removed_cudnn_calls(text):
+    """How many calls of the removed API a cuDNN 8+ build compiles. Code in a branch that
+    cuDNN 8+ skips (`#ifndef CUDNN_VERSION`, the `#else` of `#if CUDNN_MAJOR >= 7`, as
+    theano-det's compat patch and Theano's helpers for old cuDNN write it) does not count."""
+    frames = []  # per open #if: [taken by cuDNN 8+: True, False or None (unknown), in the #else branch]
+    calls = 0
+    for line in text.splitlines():
+        directive = re.match(r"\s*#\s*(ifdef|ifndef|if|elif|else|endif)\b(.*)", line)
+        if directive:
+            keyword, condition = directive.group(1), directive.group(2).strip()
+            if keyword in ("if", "ifdef", "ifndef"):
+                frames.append([taken_by_cudnn8(keyword, condition), False])
+            elif keyword in ("else", "elif") and frames:
+                frames[-1] = [None if keyword == "elif" else frames[-1][0], True]
+            elif keyword == "endif" and frames:
+                frames.pop()
+            continue
+        skipped = any((taken is False and not in_else) or (taken is True and in_else)
+                      for taken, in_else in frames)
+        if not skipped and REMOVED_CUDNN_CALL.search(line):
+            calls += 1
+    return calls
+
+
+def taken_by_cudnn8(keyword, condition):
+    """Whether a cuDNN 8 or newer build takes this #if branch (None: cannot tell)."""
+    if condition == "CUDNN_VERSION" and keyword in ("ifdef", "ifndef"):
+        return keyword == "ifdef"
+    match = re.match(r"(?:defined\s*\(?\s*CUDNN_VERSION\s*\)?\s*&&\s*)?"
+                     r"CUDNN_(MAJOR|VERSION)\s*(<=|>=|<|>)\s*(\d+)\s*$", condition)
+    if keyword != "if" or not match:
+        return None
+    eight = 8 if match.group(1) == "MAJOR" else 8000
+    operator, number = match.group(2), int(match.group(3))
+    if operator in ("<", "<="):
+        return False if number <= eight else None
+    return True if number <= eight else None
 
 
 def config_value(config, name):
