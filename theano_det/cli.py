@@ -8,10 +8,13 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from pathlib import Path
 
 import click
 
 from theano_det import __version__, operations, runner, sourceplan
+from theano_det import fsutil
+from theano_det import verify as verification
 from theano_det.errors import CannotRun, Refused, TheanoDetError
 from theano_det.process import replace_process
 from theano_det.target import locate
@@ -242,6 +245,62 @@ def run(seed, python, no_flags, no_compat, verbose, command):
             if name in plan.env:
                 say(f"theano-det run: {name}={plan.env[name]}")
     replace_process(plan.argv, plan.env)
+
+
+# verify's probe status -> exit code (anything else, e.g. "error", means it could not run).
+VERIFY_CODES = {verification.DETERMINISTIC: OK, verification.NONDETERMINISTIC: PENDING}
+
+
+@cli.command("verify")
+@click.option("--python", "python", metavar="PATH",
+              help="Verify the Theano importable by this interpreter (default: the one running theano-det).")
+@click.option("--repeat", default=verification.DEFAULT_REPEAT, show_default=True, type=click.IntRange(min=2),
+              metavar="N", help="Run each check N times; all N outputs must be the same bits.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@click.option("--require-gpu", is_flag=True, help="Exit 4 unless Theano runs on a GPU.")
+@click.option("--save", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also write the JSON document to FILE (for --compare on another machine).")
+@click.option("--compare", "compare_with", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+              help="Say whether this machine reproduces the outputs in FILE (a --save document) bit for bit.")
+@click.option("--check", "checks", multiple=True, type=click.Choice(verification.CHECK_NAMES),
+              help="Run only this check (repeatable; default: all).")
+@handle_errors
+def verify_command(python, repeat, as_json, require_gpu, save, compare_with, checks):
+    """Prove determinism: run each check N times in the target, compare the bits and a float64 reference.
+
+    Exit 0 when every check is bitwise stable, matches the reference and compiles no
+    op known to be non-deterministic; 1 otherwise (or when --compare does not
+    reproduce); 4 when it cannot run (no Theano; with --require-gpu, no GPU).
+    """
+    if save and not Path(save).resolve().parent.is_dir():
+        raise click.BadParameter(f"the folder of {save} does not exist", param_hint="--save")
+    other = verification.load_document(Path(compare_with)) if compare_with else None
+    target = locate(python)
+    say(f"target: {target.describe()}")
+    verification.require_probe_python(target)
+    probe = verification.run_probe(target.python or sys.executable, repeat, require_gpu, checks)
+    if probe.output.strip():
+        say(probe.output.rstrip())
+    document = probe.document
+    code = VERIFY_CODES.get(document.get("status"), CANNOT_RUN)
+    comparison = verification.compare(document, other) if other is not None else None
+    if comparison is not None:
+        document["compare"] = comparison.to_json(compare_with)
+        if code == OK and not comparison.reproduces:
+            code = PENDING
+    document["exit_code"] = code
+    for line in verification.report_lines(document):
+        say(line)
+    if comparison is not None:
+        for line in verification.comparison_lines(comparison, compare_with):
+            say(line)
+    if document.get("hint"):
+        say(f"hint: {document['hint']}")
+    if save:
+        fsutil.atomic_write(Path(save), (json.dumps(document, indent=2, default=str) + "\n").encode("utf-8"))
+    if as_json:
+        emit_json(document)
+    return code
 
 
 def main(argv=None) -> int:
