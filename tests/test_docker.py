@@ -356,6 +356,39 @@ def test_entrypoint_gives_a_user_without_a_writable_home_a_temporary_one(runtime
     assert home != "/nonexistent/home" and writable == "True"
 
 
+# --- theano-det verify in the runtime -----------------------------------------------------
+
+
+def default_command() -> list[str]:
+    return json.loads(dockerfile_instructions("CMD")[0])
+
+
+@pytest.mark.slow
+def test_cpu_verify_in_the_runtime_through_the_entrypoint(runtime):
+    """`docker run IMAGE theano-det verify` on a machine without a GPU, Theano on the CPU."""
+    result = runtime.run(runtime.prefix / "bin" / "theano-det-entrypoint", "theano-det", "verify", "--json",
+                         env=runtime.env(THEANO_FLAGS="device=cpu"))
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert (document["status"], document["gpu"]) == ("deterministic", None)
+    assert all(check["bitwise_stable"] and check["matches_reference"] for check in document["checks"])
+    environment = document["environment"]
+    assert environment["python_executable"] == f"{runtime.prefix}/venv/bin/python"
+    assert environment["theano"]["path"].startswith(f"{runtime.prefix}/venv/")
+    assert environment["theanorc"] == f"{runtime.prefix}/theanorc"
+
+
+@pytest.mark.slow
+def test_default_command_without_a_gpu_says_so_and_exits_4(runtime):
+    """`docker run IMAGE` without --gpus: the image's config asks for device=cuda."""
+    result = runtime.run(runtime.prefix / "bin" / "theano-det-entrypoint", *default_command(), "--json")
+    assert result.returncode == 4, result.stderr
+    document = json.loads(result.stdout)
+    assert document["status"] == "cannot_run" and document["gpu"] is None
+    assert "no usable GPU" in result.stderr
+    assert document["environment"]["pygpu"] == "0.7.6"
+
+
 # --- the CUDA libraries (1.4 GB of wheels, kept in the test cache) ------------------------
 # Deselect with `-m "not gpu and not cuda_wheels"` where that download is too much.
 
@@ -456,3 +489,13 @@ def test_patched_cudnn_convolutions_compile_against_the_image_cudnn(cuda_runtime
         assert f"-I{cuda_runtime.prefix}/cuda/include" in ops[name]["args"]
         compiled = cuda_runtime.run("g++", "-fsyntax-only", *ops[name]["args"], ops[name]["source"])
         assert compiled.returncode == 0, f"{name}:\n{compiled.stderr[-3000:]}"
+
+
+@pytest.mark.slow
+@pytest.mark.cuda_wheels
+def test_verify_reports_the_image_cudnn(cuda_runtime):
+    result = cuda_runtime.run("theano-det", "verify", "--json", "--check", "mrg_uniform",
+                              env=cuda_runtime.env(THEANO_FLAGS="device=cpu"))
+    assert result.returncode == 0, result.stderr
+    cudnn = json.loads(result.stdout)["environment"]["cudnn"]
+    assert cudnn["version"] == cuda_pins()["nvidia-cudnn-cu12"].rsplit(".", 1)[0]
