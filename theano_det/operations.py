@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theano_det import catalog, manifest as manifests, sourceplan
+from theano_det import catalog, configfile, effective_config, manifest as manifests, sourceplan
 from theano_det.errors import Refused
 from theano_det.fsutil import remove_stale_bytecode, sha256_bytes
 from theano_det.manifest import FileRecord, Manifest, state_dir
@@ -32,9 +32,12 @@ class Report:
     left_alone: list = field(default_factory=list)  # (relative path, reason)
     notes: list = field(default_factory=list)
     interrupted: bool = False  # an earlier run was killed between writes
+    config: configfile.ConfigPlan | None = None  # patch: the config file change
+    config_restores: list = field(default_factory=list)  # unpatch: configfile.ConfigRestore
+    config_status: effective_config.ConfigStatus | None = None  # status: effective settings
 
     def to_json(self) -> dict:
-        return {
+        document = {
             "target": self.target.to_json(),
             "mode": self.mode,
             "files": [plan.to_json() for plan in self.files],
@@ -43,32 +46,43 @@ class Report:
             "notes": self.notes,
             "interrupted": self.interrupted,
         }
+        if self.config is not None:
+            document["config"] = self.config.to_json()
+        if self.config_restores:
+            document["config_restores"] = [restore.to_json() for restore in self.config_restores]
+        if self.config_status is not None:
+            document["config_status"] = self.config_status.to_json()
+        return document
 
 
 def enabled_patches(catalogue: list, compat: bool) -> set:
     return {patch.id for patch in catalogue if compat or patch.group != COMPAT_GROUP}
 
 
-def status(target: Target) -> Report:
+def status(target: Target, environ=None) -> Report:
     catalogue = catalog.load_all()
     manifest = manifests.load(target.package_dir)
     plans = plan_or_refuse_unknown(target, catalogue, enabled_patches(catalogue, True), manifest)
     report = Report(target, "status", files=plans)
     report.interrupted = bool(manifest and manifest.state == "applying")
+    written = tuple(record.path for record in manifest.config.values()) if manifest else ()
+    report.config_status = effective_config.evaluate(target, environ, written=written)
     return report
 
 
 def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool = True,
-          lock_timeout: float = 60.0) -> Report:
+          lock_timeout: float = 60.0, config: configfile.ConfigChoice | None = None) -> Report:
+    """`config`: the config file to write our settings into (configfile.choose); None: no config."""
     catalogue = catalog.load_all()
     enabled = enabled_patches(catalogue, compat)
     if mode != WRITE:
-        return plan_patch(target, catalogue, enabled, manifests.load(target.package_dir), mode, force)
+        return with_config(plan_patch(target, catalogue, enabled, manifests.load(target.package_dir), mode, force),
+                           config)
     folder = state_dir(target.package_dir)
     try:
         with locked(folder, lock_timeout):
             manifest = manifests.load(target.package_dir)
-            report = plan_patch(target, catalogue, enabled, manifest, mode, force)
+            report = with_config(plan_patch(target, catalogue, enabled, manifest, mode, force), config)
             if report.changed or (manifest and manifest.state == "applying"):
                 commit_patch(target, report, manifest or Manifest())
             return report
@@ -96,6 +110,16 @@ def plan_patch(target, catalogue, enabled, manifest, mode, force) -> Report:
     report = Report(target, mode, files=plans)
     report.changed = [plan.relative for plan in plans if plan.needs_write]
     report.interrupted = bool(manifest and manifest.state == "applying")
+    return report
+
+
+def with_config(report: Report, config: configfile.ConfigChoice | None) -> Report:
+    """The config file change joins the source plan (one transaction, one report)."""
+    if config is not None:
+        report.config = configfile.plan_patch(report.target, config)
+        if report.config.needs_write:
+            report.changed.append(str(config.path))
+        report.notes += report.config.notes
     return report
 
 
@@ -133,11 +157,15 @@ def commit_patch(target: Target, report: Report, manifest: Manifest) -> None:
             mode=os.stat(plan.path).st_mode & 0o7777,
             backup=backup,
         )
+    if report.config is not None:
+        configfile.record_patch(transaction, report.config, manifest, folder)
     manifest.state = "applying"
     transaction.write(path, manifest.to_bytes())
     for plan in report.files:
         if plan.needs_write:
             transaction.write(plan.path, plan.desired)
+    if report.config is not None:
+        configfile.write_patch(transaction, report.config)
     manifest.state = "applied"
     transaction.write(path, manifest.to_bytes())
     transaction.check_writable()
@@ -187,6 +215,12 @@ def plan_unpatch(target: Target, manifest: Manifest | None, mode: str) -> Report
             report.left_alone.append((relative, "the file no longer exists"))
         else:
             report.left_alone.append((relative, "changed by someone else since theano-det patched it"))
+    report.config_restores = configfile.plan_unpatch(manifest, state_dir(target.package_dir))
+    for restore in report.config_restores:
+        if restore.needs_write:
+            report.changed.append(restore.record.path)
+        if restore.problem:
+            report.left_alone.append((restore.record.path, restore.problem))
     return report
 
 
@@ -199,6 +233,7 @@ def commit_unpatch(target: Target, report: Report, manifest: Manifest) -> None:
     for relative in list(manifest.files):
         if relative not in kept:
             transaction.remove(folder / manifest.files.pop(relative).backup)
+    configfile.stage_unpatch(transaction, report.config_restores, manifest, folder)
     path = manifests.manifest_path(target.package_dir)
     if manifest.is_empty():
         transaction.remove(path)
