@@ -14,21 +14,19 @@ import configparser
 import re
 from dataclasses import dataclass, field
 
-from configupdater import ConfigUpdater
-from configupdater.option import Option
-from configupdater.section import Section
+from configupdater import ConfigUpdater, Option, Section
 
 from theano_det.detsettings import merge_excluding, split_excluding, unmerge_excluding
 from theano_det.errors import Refused
 
 COMMENT_PREFIXES = ("#", ";")
 LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")
-OPTION_PREFIX = re.compile(r"^(?P<prefix>\s*(?P<key>.*?)\s*[=:]\s*)")
+OPTION_PREFIX = re.compile(r"^(?P<prefix>[ \t]*(?P<key>[^\r\n]*?)[ \t]*[=:][ \t]*)")
 
 
 @dataclass
 class OptionSpan:
-    key: str  # as written in the file
+    key: str
     start: int  # first line
     end: int  # after the last line of the value (trailing comment and blank lines excluded)
 
@@ -129,11 +127,11 @@ def raw_parser() -> configparser.RawConfigParser:
 
 
 def syntax_message(name: str, error: configparser.Error) -> str:
-    if isinstance(error, configparser.ParsingError):
+    if isinstance(error, configparser.MissingSectionHeaderError):  # a ParsingError: ask first
+        detail = f"line {error.lineno}: a setting before any [section] header: {error.line.strip()!r}"
+    elif isinstance(error, configparser.ParsingError):
         lineno, line = error.errors[0]
         detail = f"line {lineno}: cannot parse {line}"
-    elif isinstance(error, configparser.MissingSectionHeaderError):
-        detail = f"line {error.lineno}: a setting before any [section] header: {error.line!r}"
     elif isinstance(error, configparser.DuplicateSectionError):
         detail = f"line {error.lineno}: section [{error.section}] appears twice"
     elif isinstance(error, configparser.DuplicateOptionError):
@@ -154,7 +152,7 @@ def locate(updater: ConfigUpdater, text: str) -> dict:
             children = list(block.iter_blocks())
             header_size = size - sum(len(str(child)) for child in children)
             header = line_of(position)
-            span = SectionSpan(block.name, header, insert_at=line_of(position + header_size))
+            span = SectionSpan(block.name, header, insert_at=header + len(split_lines(str(block)[:header_size])))
             child_position = position + header_size
             for child in children:
                 child_size = len(str(child))
@@ -164,7 +162,7 @@ def locate(updater: ConfigUpdater, text: str) -> dict:
                     end = start + len(lines)
                     while end - 1 > start and is_comment_or_blank(lines[end - 1 - start]):
                         end -= 1
-                    span.options[child.key.lower()] = OptionSpan(child.raw_key, start, end)
+                    span.options[child.key.lower()] = OptionSpan(child.key, start, end)
                     # indented comments under an option belong to it: a new option goes after them
                     indented = end
                     while indented - start < len(lines) and lines[indented - start][:1].isspace() \
@@ -330,8 +328,12 @@ def undo(text: str, edit: Edit, name: str) -> tuple:
             if replacement and not line_ending(replacement[0]):
                 replacement[0] += line_ending(current)  # the old last line; we ended it
         elif change.added and set(split_excluding(change.added)) <= set(split_excluding(value)) \
-                and found.end - found.start == 1:
-            replacement = [replace_value(current, unmerge_excluding(value, change.added))]
+                and found.end - found.start == 1:  # someone added names: take out only ours
+            remaining = unmerge_excluding(value, change.added)
+            if change.previous is None and not split_excluding(remaining):
+                replacement = []  # the option was ours alone
+            else:
+                replacement = [replace_value(current, remaining)]
         else:
             left_alone.append((change.key, f"changed since theano-det set it (now {value!r})"))
             continue
@@ -339,15 +341,11 @@ def undo(text: str, edit: Edit, name: str) -> tuple:
         text = "".join(lines)
         restored.append(change.key)
     text = remove_added_sections(text, edit, name)
-    if edit.last_line is not None and text.endswith(edit.last_line + line_ending_of(text)):
-        text = text[: len(text) - len(line_ending_of(text))]
+    if edit.last_line is not None and text.endswith(edit.last_line + line_ending(text)):
+        text = text[: len(text) - len(line_ending(text))]
     ours = {(change.section, change.option.lower()) for change in edit.keys}
     verify_others_kept(before, own_values(check_theano_reads(text, name)), ours, name)
     return text, restored, left_alone
-
-
-def line_ending_of(text: str) -> str:
-    return line_ending(text)
 
 
 def remove_added_sections(text: str, edit: Edit, name: str) -> str:
