@@ -88,9 +88,9 @@ def release():
 def release_copy(tmp_path):
     """A writable copy of a release's sdist folder (theano package + PKG-INFO); returns the package."""
 
-    def copy(name: str) -> Path:
+    def copy(name: str, folder: str = "site") -> Path:
         source = release_package(name).parent
-        destination = tmp_path / "site" / source.name
+        destination = tmp_path / folder / source.name
         shutil.copytree(source, destination, symlinks=True)
         return destination / "theano"
 

@@ -1,11 +1,16 @@
-"""Small file-system primitives: hashing and atomic, mode-keeping writes."""
+"""Small file-system primitives: hashing, staging files beside their targets, atomic writes."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+# Our temporary files carry this suffix so that a later run can recognise and remove
+# the ones a killed run left behind.
+TEMP_SUFFIX = ".theano-det-tmp"
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -16,21 +21,21 @@ def sha256_file(path: Path) -> str:
     return sha256_bytes(Path(path).read_bytes())
 
 
-def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Replace `path` with `data` so that readers see the old or the new bytes, never a mix.
+def real_path(path: Path) -> Path:
+    """The file a path names after following symlinks: we replace it and keep the link."""
+    return Path(os.path.realpath(path))
 
-    The temporary file sits beside the target (same file system, so os.replace is
-    atomic); it is fsynced before the rename and the folder after it. A symlink is
-    followed: the file it points to is replaced and the link stays. The previous
-    file's mode (and owner, where we may set it) is kept.
+
+def stage(target: Path, data: bytes, mode: int | None = None) -> Path:
+    """Write `data` to a new temporary file beside `target`, durable, ready for os.replace.
+
+    The temporary file gets the mode of `mode`, else the mode of the file it will
+    replace, and that file's owner where we may set it.
     """
-    target = Path(os.path.realpath(path))
     previous = None
-    try:
+    with contextlib.suppress(FileNotFoundError):
         previous = os.stat(target)
-    except FileNotFoundError:
-        pass
-    fd, tmp = tempfile.mkstemp(prefix="." + target.name + ".", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix="." + target.name + ".", suffix=TEMP_SUFFIX, dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -41,18 +46,29 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
         if mode is not None:
             os.chmod(tmp, mode)
         if previous is not None and hasattr(os, "chown"):
-            try:
+            with contextlib.suppress(PermissionError):  # only root may give a file away
                 os.chown(tmp, previous.st_uid, previous.st_gid)
-            except PermissionError:
-                pass  # only root may give a file away; an ordinary user keeps their own
-        os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
+    return Path(tmp)
+
+
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace `path` with `data`: readers see the old or the new bytes, never a mix."""
+    target = real_path(path)
+    os.replace(stage(target, data, mode), target)
     fsync_dir(target.parent)
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files a killed run left beside `path`."""
+    target = real_path(path)
+    if target.parent.is_dir():
+        for stale in target.parent.glob("." + target.name + ".*" + TEMP_SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
 
 
 def fsync_dir(folder: Path) -> None:
@@ -69,7 +85,7 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def remove_stale_bytecode(source: Path) -> list[Path]:
+def remove_stale_bytecode(source: Path) -> list:
     """Delete compiled copies of `source` (Python 3 __pycache__ and Python 2 .pyc/.pyo).
 
     A .pyc whose recorded mtime and size happen to match would otherwise keep the

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from theano_det import catalog, configfile, effective_config, manifest as manifests, sourceplan
 from theano_det.errors import Refused
-from theano_det.fsutil import remove_stale_bytecode, sha256_bytes
+from theano_det.fsutil import TEMP_SUFFIX, remove_stale_bytecode, remove_stale_temporaries, sha256_bytes
 from theano_det.manifest import FileRecord, Manifest, state_dir
 from theano_det.target import Target
 from theano_det.transaction import Transaction, locked
 
 WRITE, DRY_RUN, CHECK = "write", "dry-run", "check"
+MANIFEST_MODE = 0o644  # readable by everyone who may run `status`
 COMPAT_GROUP = "compat"
 
 
@@ -82,6 +83,7 @@ def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool =
     try:
         with locked(folder, lock_timeout):
             manifest = manifests.load(target.package_dir)
+            remove_leftovers(target, catalogue, manifest)
             report = with_config(plan_patch(target, catalogue, enabled, manifest, mode, force), config)
             if report.changed or (manifest and manifest.state == "applying"):
                 commit_patch(target, report, manifest or Manifest())
@@ -149,25 +151,25 @@ def commit_patch(target: Target, report: Report, manifest: Manifest) -> None:
             if old is not None:  # --force took the file as it is: keep the older original too
                 transaction.write(folder / f"{backup}.superseded-{old.sha256_before[:12]}",
                                   (folder / old.backup).read_bytes() if (folder / old.backup).is_file() else b"")
-            transaction.write(folder / backup, plan.original)
+            transaction.write(folder / backup, plan.original, mode=file_mode(plan.path))
         manifest.files[plan.relative] = FileRecord(
             patches=plan.patch_ids,
             sha256_before=sha256_bytes(plan.original),
             sha256_after=sha256_bytes(plan.desired),
-            mode=os.stat(plan.path).st_mode & 0o7777,
+            mode=file_mode(plan.path),
             backup=backup,
         )
     if report.config is not None:
         configfile.record_patch(transaction, report.config, manifest, folder)
     manifest.state = "applying"
-    transaction.write(path, manifest.to_bytes())
+    transaction.write(path, manifest.to_bytes(), mode=MANIFEST_MODE)
     for plan in report.files:
         if plan.needs_write:
             transaction.write(plan.path, plan.desired)
     if report.config is not None:
         configfile.write_patch(transaction, report.config)
     manifest.state = "applied"
-    transaction.write(path, manifest.to_bytes())
+    transaction.write(path, manifest.to_bytes(), mode=MANIFEST_MODE)
     transaction.check_writable()
     transaction.commit()
     for plan in report.files:
@@ -184,6 +186,7 @@ def unpatch(target: Target, mode: str = WRITE, lock_timeout: float = 60.0) -> Re
     try:
         with locked(folder, lock_timeout):
             manifest = manifests.load(target.package_dir)
+            remove_leftovers(target, catalog.load_all(), manifest)
             report = plan_unpatch(target, manifest, mode)
             if manifest is not None:
                 commit_unpatch(target, report, manifest)
@@ -238,11 +241,27 @@ def commit_unpatch(target: Target, report: Report, manifest: Manifest) -> None:
     if manifest.is_empty():
         transaction.remove(path)
     else:
-        transaction.write(path, manifest.to_bytes())
+        transaction.write(path, manifest.to_bytes(), mode=MANIFEST_MODE)
     transaction.check_writable()
     transaction.commit()
     for plan in report.files:
         remove_stale_bytecode(plan.path)
+
+
+def remove_leftovers(target: Target, catalogue: list, manifest: Manifest | None) -> None:
+    """Temporary files of a run that was killed (we hold the lock, so none is in use)."""
+    relatives = {spec.path for patch in catalogue for spec in patch.files}
+    relatives |= set(manifest.files) if manifest else set()
+    for relative in relatives:
+        remove_stale_temporaries(target.package_dir / relative)
+    for config_path in manifest.config if manifest else ():
+        remove_stale_temporaries(Path(config_path))
+    for stale in state_dir(target.package_dir).rglob("*" + TEMP_SUFFIX):
+        stale.unlink()
+
+
+def file_mode(path: Path) -> int:
+    return os.stat(path).st_mode & 0o7777
 
 
 def remove_state_dir_if_unused(folder: Path) -> None:

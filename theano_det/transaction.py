@@ -1,9 +1,12 @@
 """All-or-nothing writes into someone's installation and config files.
 
-A Transaction is a list of planned writes (new bytes, or removal). `commit()`
-performs them in order with atomic replaces; if any step fails, or SIGINT, SIGTERM
-or SIGHUP arrives, every write already done is undone, newest first, and the error
-goes on. So each file ends either as it was or as planned, never half-written.
+A Transaction is a list of planned writes (new bytes, or removal). `commit()` works
+in two phases. First every new content is staged in a temporary file beside its
+target and made durable; a failure here (disk full, permission) changes nothing.
+Then the targets are swapped in, in order, each by one atomic os.replace, after
+keeping the current file under a hard link. If anything fails, or SIGINT, SIGTERM
+or SIGHUP arrives, the kept files are renamed back, newest first: roll-back only
+renames, so it still works on a full disk. Each file ends as it was or as planned.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 import filelock
 
 from theano_det.errors import Refused
-from theano_det.fsutil import atomic_write, fsync_dir
+from theano_det.fsutil import TEMP_SUFFIX, fsync_dir, real_path, stage
 
 LOCK_NAME = "lock"
 
@@ -44,60 +47,80 @@ class Transaction:
         self.writes.append(Write(Path(path), None))
 
     def check_writable(self) -> None:
-        """Refuse before the first write when a target folder or file is read-only."""
+        """Refuse before the first write when a target folder is read-only."""
         for item in self.writes:
-            real = Path(os.path.realpath(item.path))
-            folder = nearest_existing(real.parent)
-            if not os.access(folder, os.W_OK | os.X_OK):
+            folder = nearest_existing(real_path(item.path).parent)
+            if not os.access(folder, os.W_OK | os.X_OK):  # also False on a read-only file system
                 raise Refused(
-                    f"cannot write to {folder}: permission denied; nothing was changed",
+                    f"cannot write to {folder}: permission denied or read-only; nothing was changed",
                     hint="run theano-det as the owner of that folder (for a system-wide Theano, "
                     "with sudo), or work in a virtual environment",
                 )
-            if real.exists() and not os.access(real, os.W_OK) and not os.access(real.parent, os.W_OK):
-                raise Refused(f"cannot replace {real}: permission denied; nothing was changed")
 
     def commit(self) -> None:
-        done = []  # (path, previous bytes or None, previous mode)
+        staged, swapped = [], []  # (target, temporary or None); (target, kept link or None)
         with signals_raise():
             try:
                 for item in self.writes:
-                    previous, mode = read_or_none(item.path), mode_or_none(item.path)
-                    if item.data is None:
-                        if previous is None:
-                            continue
-                        os.unlink(item.path)
-                        fsync_dir(item.path.parent)
-                    else:
-                        item.path.parent.mkdir(parents=True, exist_ok=True)
-                        atomic_write(item.path, item.data, item.mode)
-                    done.append((item.path, previous, mode))
+                    target = real_path(item.path)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    staged.append((target, None if item.data is None else stage(target, item.data, item.mode)))
+                for index, (target, temporary) in enumerate(staged):
+                    kept = keep(target, index)
+                    swapped.append((target, kept))
+                    if temporary is not None:
+                        os.replace(temporary, target)
+                    elif kept is not None:
+                        os.unlink(target)
             except BaseException:
-                roll_back(done)
+                roll_back(swapped)
                 raise
+            finally:
+                for _target, temporary in staged:
+                    if temporary is not None:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(temporary)
+        for target, kept in swapped:
+            if kept is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(kept)
+        for folder in {target.parent for target, _ in swapped}:
+            fsync_dir(folder)
 
 
-def roll_back(done: list) -> None:
-    for path, previous, mode in reversed(done):
-        if previous is None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        else:
-            atomic_write(path, previous, mode)
+def roll_back(swapped: list) -> None:
+    """Put every swapped file back, newest first; go on past a failure and report all."""
+    failures = []
+    for target, kept in reversed(swapped):
+        try:
+            if kept is not None and target.exists() and os.path.samefile(kept, target):
+                os.unlink(kept)  # never swapped: rename() between two links of one file does nothing
+            elif kept is not None:
+                os.replace(kept, target)
+            elif target.exists():
+                os.unlink(target)
+        except OSError as error:
+            failures.append(f"{target}: {error}")
+    if failures:
+        raise RollBackFailed(
+            "could not undo every write; the originals are kept beside the files as "
+            f"*{TEMP_SUFFIX}: " + "; ".join(failures)
+        )
 
 
-def read_or_none(path: Path) -> bytes | None:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
+class RollBackFailed(Refused):
+    pass
+
+
+def keep(target: Path, index: int) -> Path | None:
+    """A second name (hard link) for the current file, so it can be put back by a rename."""
+    if not target.exists():
         return None
-
-
-def mode_or_none(path: Path) -> int | None:
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        return None
+    kept = target.with_name(f".{target.name}.{os.getpid()}-{index}.kept{TEMP_SUFFIX}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(kept)
+    os.link(target, kept)
+    return kept
 
 
 def nearest_existing(folder: Path) -> Path:
@@ -133,9 +156,9 @@ def locked(folder: Path, timeout: float):
     """Hold the installation's lock: a second run waits up to `timeout` seconds, then refuses."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except PermissionError as error:
+    except OSError as error:  # permission denied, read-only file system
         raise Refused(
-            f"cannot create {folder}: permission denied; nothing was changed",
+            f"cannot create {folder}: {error.strerror}; nothing was changed",
             hint="run theano-det as the owner of the Theano installation (for a system-wide "
             "Theano, with sudo), or work in a virtual environment",
         ) from error
@@ -147,8 +170,8 @@ def locked(folder: Path, timeout: float):
             f"another theano-det run holds {folder / LOCK_NAME} (waited {timeout:g} s); nothing was changed",
             hint="wait for it to finish and run again",
         ) from error
-    except PermissionError as error:
-        raise Refused(f"cannot lock {folder / LOCK_NAME}: permission denied; nothing was changed") from error
+    except OSError as error:
+        raise Refused(f"cannot lock {folder / LOCK_NAME}: {error.strerror}; nothing was changed") from error
     try:
         yield
     finally:

@@ -14,7 +14,7 @@ import sys
 def find_theano_dir():
     try:
         import importlib.util
-        spec = importlib.util.find_spec("theano")
+        spec = importlib.util.find_spec("theano")  # novermin (Python 2 takes the imp branch)
         if spec is None:
             return None
         if spec.submodule_search_locations:

@@ -1,0 +1,146 @@
+"""Failures, signals, kills and concurrent runs never leave a half-patched installation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import ROOT, run_cli
+from test_patch_releases import tree_hashes
+from theano_det import operations, transaction
+from theano_det.target import describe_package
+
+REAL_REPLACE, REAL_STAGE = os.replace, transaction.stage
+# 0.9.0 has two files to patch: two backups, the manifest ("applying"), both files,
+# the manifest ("applied").
+WRITES_FOR_0_9_0 = 6
+
+
+def failing_once_at(count: int, function, make_error):
+    calls = []
+
+    def wrapper(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == count + 1:
+            raise make_error()
+        return function(*args, **kwargs)
+
+    return wrapper, calls
+
+
+@pytest.mark.parametrize("failing_write", range(WRITES_FOR_0_9_0))
+@pytest.mark.parametrize("phase", ["stage", "replace"])
+def test_a_failure_at_any_write_leaves_the_tree_pristine(release_copy, monkeypatch, failing_write, phase):
+    package = release_copy("0.9.0")
+    pristine = tree_hashes(package.parent)
+    if phase == "stage":  # e.g. the disk fills up while the new contents are written
+        wrapper, _ = failing_once_at(failing_write, REAL_STAGE, lambda: OSError(28, "No space left on device"))
+        monkeypatch.setattr(transaction, "stage", wrapper)
+    else:  # after `failing_write` files were swapped in
+        wrapper, _ = failing_once_at(failing_write, REAL_REPLACE, lambda: OSError(5, "Input/output error"))
+        monkeypatch.setattr(os, "replace", wrapper)
+    with pytest.raises(OSError):
+        operations.patch(describe_package(package))
+    monkeypatch.undo()
+    assert tree_hashes(package.parent) == pristine
+    assert not (package / ".theano-det").exists()
+
+
+def test_the_write_count_above_is_the_real_one(release_copy, monkeypatch):
+    package = release_copy("0.9.0")
+    wrapper, calls = failing_once_at(10**6, REAL_STAGE, None)
+    monkeypatch.setattr(transaction, "stage", wrapper)
+    operations.patch(describe_package(package))
+    assert len(calls) == WRITES_FOR_0_9_0
+
+
+def test_sigterm_during_the_writes_rolls_back(release_copy, monkeypatch):
+    package = release_copy("0.9.0")
+    pristine = tree_hashes(package.parent)
+    calls = []
+
+    def replace(source, destination):
+        REAL_REPLACE(source, destination)
+        calls.append(destination)
+        if len(calls) == 4:  # after the first source file was swapped in
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        operations.patch(describe_package(package))
+    monkeypatch.undo()
+    assert tree_hashes(package.parent) == pristine
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+KILLED_RUN = textwrap.dedent("""
+    import os, sys
+    from theano_det import cli
+    real, writes = os.replace, []
+    def replace(source, destination):
+        real(source, destination)
+        writes.append(destination)
+        if len(writes) == int(os.environ["KILL_AFTER"]):
+            os.kill(os.getpid(), 9)
+    os.replace = replace
+    sys.exit(cli.main(sys.argv[1:]))
+""")
+
+
+@pytest.mark.parametrize("kill_after", [3, 4])
+def test_a_killed_run_leaves_each_file_whole_and_the_state_readable(release_copy, kill_after):
+    package = release_copy("0.9.0")
+    originals = {path: (package / path).read_bytes() for path in ("sandbox/cuda/opt.py", "gpuarray/opt.py")}
+    env = dict(os.environ, KILL_AFTER=str(kill_after), PYTHONPATH=str(ROOT))
+    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, "patch", "--theano-dir", str(package)],
+                            env=env, capture_output=True, text=True)
+    assert killed.returncode == -9
+
+    status = run_cli("status", "--json", "--theano-dir", package)
+    assert status.returncode == 1, status.stderr
+    report = json.loads(status.stdout)
+    assert report["interrupted"] is True
+    states = {entry["path"]: entry["state"] for entry in report["files"]}
+    patched = kill_after - 3  # writes: 2 backups, manifest, then the files
+    assert sorted(states.values()) == sorted(["patched"] * patched + ["reinstalled"] * (2 - patched))
+
+    assert list(package.rglob("*.theano-det-tmp"))  # the killed run's temporaries
+    assert run_cli("patch", "--theano-dir", package).returncode == 0
+    assert run_cli("status", "--theano-dir", package).returncode == 0
+    assert list(package.rglob("*.theano-det-tmp")) == []
+    assert run_cli("unpatch", "--theano-dir", package).returncode == 0
+    assert {path: (package / path).read_bytes() for path in originals} == originals
+    assert not (package / ".theano-det").exists()
+
+
+def test_concurrent_patch_runs_never_interleave(release_copy):
+    package = release_copy("0.9.0")
+    runs = [
+        subprocess.Popen([sys.executable, "-m", "theano_det", "patch", "--json", "--theano-dir", str(package)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0, 0], [err for _, err in outputs]
+    changed = [json.loads(out)["changed"] for out, _ in outputs]
+    assert sorted(map(len, changed)) == [0, 0, 0, 2]  # exactly one run wrote
+    assert run_cli("status", "--theano-dir", package).returncode == 0
+    assert run_cli("unpatch", "--theano-dir", package).returncode == 0
+
+
+def test_a_held_lock_makes_a_second_run_wait_then_refuse(release_copy):
+    package = release_copy("1.0.5")
+    before = tree_hashes(package.parent)
+    with transaction.locked(package / ".theano-det", timeout=1):
+        done = run_cli("patch", "--lock-timeout", "0.5", "--theano-dir", package)
+    assert done.returncode == 3
+    assert "another theano-det run holds" in done.stderr
+    assert (package / "gpuarray/opt.py").read_bytes() == (release_copy("1.0.5", "fresh") / "gpuarray/opt.py").read_bytes()
+    assert {path: digest for path, digest in tree_hashes(package.parent).items()
+            if ".theano-det" not in path} == before

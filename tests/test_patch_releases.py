@@ -1,0 +1,127 @@
+"""`theano-det patch` / `unpatch` on copies of the real upstream releases."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import re
+
+import pytest
+
+from conftest import run_cli
+from releases import DEV20_FILES, RELEASES
+from theano_det.transforms import python_tokens
+
+CALL_OF_DEV20 = re.compile(rb"_dev20\s*\(")
+
+
+def tree_hashes(folder):
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def dev20_calls(source: bytes) -> list:
+    """Calls of *_dev20 names, found with `ast` (Python 3 files) or tokens (Python 2 files)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        tokens = python_tokens.scan(source.decode("utf-8"))
+        return [
+            token.text for index, token in enumerate(tokens)
+            if token.kind == "name" and token.text.endswith("_dev20")
+            and python_tokens.text_at(tokens, python_tokens.neighbour(tokens, index, 1)) == "("
+            and python_tokens.text_at(tokens, python_tokens.neighbour(tokens, index, -1)) != "class"
+        ]
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+            if name.endswith("_dev20"):
+                names.append(name)
+    return names
+
+
+def only_names_changed(before: bytes, after: bytes) -> bool:
+    """`after` is `before` with some `X_dev20` names shortened to `X`, and nothing else."""
+    return re.sub(rb"(\w+)_dev20\b", rb"\1", before) == re.sub(rb"(\w+)_dev20\b", rb"\1", after) and len(
+        before) - len(after) == 6 * (len(re.findall(rb"_dev20\b", before)) - len(re.findall(rb"_dev20\b", after)))
+
+
+@pytest.mark.parametrize("name", sorted(RELEASES))
+def test_patch_then_unpatch_a_release(release_copy, name):
+    package = release_copy(name)
+    pristine = tree_hashes(package.parent)
+    expected = {path: count for release, path, count in DEV20_FILES if release == name}
+    originals = {path: (package / path).read_bytes() for path in expected}
+    assert {path: len(dev20_calls(source)) for path, source in originals.items()} == expected
+
+    done = run_cli("patch", "--theano-dir", package, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert sorted(report["changed"]) == sorted(expected)
+
+    for path, original in originals.items():
+        patched = (package / path).read_bytes()
+        assert dev20_calls(patched) == [], path
+        assert only_names_changed(original, patched), path
+        assert patched.count(b"_dev20") == original.count(b"_dev20") - expected[path]
+    after = tree_hashes(package.parent)
+    changed = {path for path in after if after[path] != pristine.get(path)}
+    assert {path for path in changed if not path.startswith("theano/.theano-det/")} == {
+        f"theano/{path}" for path in expected}
+
+    again = run_cli("patch", "--theano-dir", package, "--json")
+    assert again.returncode == 0
+    assert json.loads(again.stdout)["changed"] == []
+    assert tree_hashes(package.parent) == after  # no write, not even the manifest
+
+    status = run_cli("status", "--theano-dir", package)
+    assert status.returncode == 0, status.stderr
+
+    undone = run_cli("unpatch", "--theano-dir", package)
+    assert undone.returncode == 0, undone.stderr
+    assert tree_hashes(package.parent) == pristine
+    assert not (package / ".theano-det").exists()
+
+
+def test_python2_release_files_are_patched_by_the_token_twin(release_copy):
+    """0.7.0's sandbox/cuda/basic_ops.py is Python 2: the engine must not choke on such files."""
+    package = release_copy("0.7.0")
+    source = (package / "sandbox/cuda/basic_ops.py").read_bytes()
+    with pytest.raises(SyntaxError):
+        ast.parse(source)
+    opt = package / "sandbox/cuda/opt.py"
+    python2_opt = opt.read_bytes().replace(b"import copy\n", b"import copy\nprint 'legacy'\n", 1)
+    assert python2_opt != opt.read_bytes()
+    opt.write_bytes(python2_opt)
+    done = run_cli("patch", "--theano-dir", package, "--json")
+    assert done.returncode == 0, done.stderr
+    outcome = next(f for f in json.loads(done.stdout)["files"] if f["path"] == "sandbox/cuda/opt.py")
+    assert outcome["patches"][0]["parser"] == "tokens"
+    assert dev20_calls(opt.read_bytes()) == []
+    assert run_cli("unpatch", "--theano-dir", package).returncode == 0
+    assert opt.read_bytes() == python2_opt
+
+
+def test_dry_run_prints_a_diff_relative_to_the_package_and_writes_nothing(release_copy):
+    package = release_copy("1.0.5")
+    before = tree_hashes(package.parent)
+    done = run_cli("patch", "--dry-run", "--theano-dir", package)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("--- a/gpuarray/opt.py\n+++ b/gpuarray/opt.py\n")
+    assert done.stdout.count("\n-        ") == 2 and "+        return GpuAdvancedIncSubtensor1(\n" in done.stdout
+    assert tree_hashes(package.parent) == before
+
+
+def test_check_exits_1_when_something_would_change_and_0_after_patching(release_copy):
+    package = release_copy("1.0.0")
+    before = tree_hashes(package.parent)
+    assert run_cli("patch", "--check", "--theano-dir", package).returncode == 1
+    assert tree_hashes(package.parent) == before
+    assert run_cli("patch", "--theano-dir", package).returncode == 0
+    assert run_cli("patch", "--check", "--theano-dir", package).returncode == 0
