@@ -116,7 +116,7 @@ def patch(target_choice, dry_run, check, as_json, force, lock_timeout, no_config
                 click.echo(report.config.diff(), nl=False)
         show_patch_summary(report)
         show_config_plan(report)
-    if mode == operations.CHECK and report.changed:
+    if mode == operations.CHECK and report.writes:
         return PENDING
     return OK
 
@@ -141,7 +141,7 @@ def show_patch_summary(report) -> None:
             say(f"{plan.relative}: {verb} ({sites} site(s){': lines ' + lines if lines else ''})")
         else:
             say(f"{plan.relative}: already patched")
-    if not report.changed:
+    if not report.writes:
         say("already patched: nothing to do")
 
 

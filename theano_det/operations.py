@@ -29,13 +29,18 @@ class Report:
     target: Target
     mode: str
     files: list = field(default_factory=list)  # FilePlans
-    changed: list = field(default_factory=list)  # relative paths written (or that would be)
+    changed: list = field(default_factory=list)  # source files written (or that would be), relative
     left_alone: list = field(default_factory=list)  # (relative path, reason)
     notes: list = field(default_factory=list)
     interrupted: bool = False  # an earlier run was killed between writes
     config: configfile.ConfigPlan | None = None  # patch: the config file change
     config_restores: list = field(default_factory=list)  # unpatch: configfile.ConfigRestore
     config_status: effective_config.ConfigStatus | None = None  # status: effective settings
+
+    @property
+    def writes(self) -> bool:
+        """Something to write: a source file or the config file."""
+        return bool(self.changed) or (self.config is not None and self.config.needs_write)
 
     def to_json(self) -> dict:
         document = {
@@ -77,15 +82,17 @@ def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool =
     catalogue = catalog.load_all()
     enabled = enabled_patches(catalogue, compat)
     if mode != WRITE:
+        config_plan = plan_config(target, config)  # first: a refused config file costs no source planning
         return with_config(plan_patch(target, catalogue, enabled, manifests.load(target.package_dir), mode, force),
-                           config)
+                           config_plan)
     folder = state_dir(target.package_dir)
     try:
         with locked(folder, lock_timeout):
             manifest = manifests.load(target.package_dir)
             remove_leftovers(target, catalogue, manifest)
-            report = with_config(plan_patch(target, catalogue, enabled, manifest, mode, force), config)
-            if report.changed or (manifest and manifest.state == "applying"):
+            config_plan = plan_config(target, config)
+            report = with_config(plan_patch(target, catalogue, enabled, manifest, mode, force), config_plan)
+            if report.writes or (manifest and manifest.state == "applying"):
                 commit_patch(target, report, manifest or Manifest())
             return report
     finally:
@@ -115,13 +122,15 @@ def plan_patch(target, catalogue, enabled, manifest, mode, force) -> Report:
     return report
 
 
-def with_config(report: Report, config: configfile.ConfigChoice | None) -> Report:
+def plan_config(target: Target, config: configfile.ConfigChoice | None) -> configfile.ConfigPlan | None:
+    return None if config is None else configfile.plan_patch(target, config)
+
+
+def with_config(report: Report, config_plan: configfile.ConfigPlan | None) -> Report:
     """The config file change joins the source plan (one transaction, one report)."""
-    if config is not None:
-        report.config = configfile.plan_patch(report.target, config)
-        if report.config.needs_write:
-            report.changed.append(str(config.path))
-        report.notes += report.config.notes
+    if config_plan is not None:
+        report.config = config_plan
+        report.notes += config_plan.notes
     return report
 
 
@@ -220,8 +229,6 @@ def plan_unpatch(target: Target, manifest: Manifest | None, mode: str) -> Report
             report.left_alone.append((relative, "changed by someone else since theano-det patched it"))
     report.config_restores = configfile.plan_unpatch(manifest, state_dir(target.package_dir))
     for restore in report.config_restores:
-        if restore.needs_write:
-            report.changed.append(restore.record.path)
         if restore.problem:
             report.left_alone.append((restore.record.path, restore.problem))
     return report

@@ -330,10 +330,12 @@ def undo(text: str, edit: Edit, name: str) -> tuple:
         elif change.added and set(split_excluding(change.added)) <= set(split_excluding(value)) \
                 and found.end - found.start == 1:  # someone added names: take out only ours
             remaining = unmerge_excluding(value, change.added)
-            if change.previous is None and not split_excluding(remaining):
-                replacement = []  # the option was ours alone
-            else:
+            if split_excluding(remaining):
                 replacement = [replace_value(current, remaining)]
+            elif change.previous_lines is not None and not split_excluding(change.previous or ""):
+                replacement = [change.previous_lines]  # the user's own empty value
+            else:
+                replacement = []  # nothing left: an empty optimizer_excluding is Theano's default
         else:
             left_alone.append((change.key, f"changed since theano-det set it (now {value!r})"))
             continue
