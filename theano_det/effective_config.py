@@ -114,16 +114,16 @@ class FileValues:
     flat: configparser.RawConfigParser  # [DEFAULT] as a plain section: where an option is written
 
 
-def read_files(files: list, environ, problems: list) -> list:
-    """FileValues of each existing, readable file, weakest first; problems noted in words."""
+def read_files(files: list, environ, problems: list, notes: list) -> list:
+    """FileValues of each existing, readable file, weakest first; problems and notes in words."""
     read = []
     for path in files:
         try:
             text = decode(path.read_bytes())
         except FileNotFoundError:
             continue
-        except OSError as error:
-            problems.append(f"{path}: cannot read it ({error.strerror}); Theano skips it")
+        except OSError as error:  # configparser.read() skips a file it cannot open: so does Theano
+            notes.append(f"{path}: cannot read it ({error.strerror}); Theano skips it too")
             continue
         try:
             raw = theanorc.check_theano_reads(text, str(path))
@@ -164,8 +164,8 @@ def evaluate(target, environ=None, caps=None, written: tuple = ()) -> ConfigStat
     environ = os.environ if environ is None else environ
     caps = caps or detsettings.capabilities(target)
     files = theanorc_files(environ)
-    problems = []
-    read = read_files(files, environ, problems)
+    problems, notes = [], list(caps.problems)
+    read = read_files(files, environ, problems, notes)
     flags = parse_flags(environ.get(FLAGS, ""))
     ours = {setting.name: setting for setting in detsettings.deterministic_settings(target, caps)}
     states = []
@@ -184,8 +184,8 @@ def evaluate(target, environ=None, caps=None, written: tuple = ()) -> ConfigStat
         if state.verdict != "deterministic" and hidden:
             state.overridden_by, state.hides = source, hidden
         states.append(state)
-    notes = [f"THEANORC names {path}, which does not exist" for path in files
-             if environ.get("THEANORC") is not None and not path.exists()]
+    notes += [f"THEANORC names {path}, which does not exist" for path in files
+              if environ.get("THEANORC") is not None and not path.exists()]
     read_paths = {os.path.realpath(path) for path in files}
     notes += [f"theano-det wrote its settings into {path}, which Theano does not read now "
               f"(THEANORC={environ.get('THEANORC', '(not set)')})"
