@@ -294,3 +294,33 @@ def test_patch_then_unpatch_of_the_config_file_returns_the_original_bytes(releas
         transaction.commit()
         assert (rc.read_bytes() == text.encode()) if not created else not rc.exists()
         assert manifest.config == {}
+
+
+def test_a_read_only_config_file_that_already_holds_the_settings_is_fine(release, tmp_path):
+    package = release("1.0.5")
+    rc = tmp_path / "theanorc"
+    rc.write_text("[global]\ndeterministic = more\noptimizer_excluding = local_gpua_pool_dnn_grad_stride\n"
+                  "[dnn.conv]\nalgo_bwd_filter = deterministic\nalgo_bwd_data = deterministic\n")
+    rc.chmod(0o444)
+    plan = configfile.plan_patch(package, configfile.ConfigChoice(rc, "test", True))
+    assert not plan.needs_write and plan.edit.keys == []
+
+
+def test_unpatch_leaves_a_broken_config_file_alone_and_can_finish_later(release_copy, isolated_home):
+    package = release_copy("1.0.5")
+    rc = isolated_home / ".theanorc"
+    rc.write_text(REALISTIC)
+    original_opt = (package / "gpuarray/opt.py").read_bytes()
+    patched_ok("--theano-dir", package)
+    patched = rc.read_text()
+    rc.write_text(patched + "[broken\n")
+    done = run_cli("unpatch", "--theano-dir", package)
+    assert_clean_refusal(done, 3, f"{rc}: left alone: {rc} has a syntax error, line")
+    assert (package / "gpuarray/opt.py").read_bytes() == original_opt  # the sources are restored
+    assert rc.read_text() == patched + "[broken\n"
+    rc.write_text(patched)
+    rc.chmod(0o444)
+    assert_clean_refusal(run_cli("unpatch", "--theano-dir", package), 3, "it is read-only")
+    rc.chmod(0o644)
+    assert run_cli("unpatch", "--theano-dir", package).returncode == 0
+    assert rc.read_text() == REALISTIC and not (package / ".theano-det").exists()

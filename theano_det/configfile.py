@@ -92,7 +92,6 @@ def plan_patch(target, choice: ConfigChoice, caps=None) -> ConfigPlan:
     caps = caps or detsettings.capabilities(target)
     real = Path(os.path.realpath(choice.path))
     current = read_config(choice.path, real)
-    check_writable(choice.path, real, current is not None)
     text = decode(current or b"")
     wanted, notes = [], []
     for setting in detsettings.deterministic_settings(target, caps):
@@ -105,6 +104,8 @@ def plan_patch(target, choice: ConfigChoice, caps=None) -> ConfigPlan:
     if not choice.read_by_theano:
         notes.append(f"Theano does not read {choice.path}: name it in THEANORC (or drop --config-file)")
     plan = ConfigPlan(choice, real, current, encode(new_text) if edit.keys else current, edit, notes)
+    if plan.needs_write:  # a read-only file that already holds our settings is fine
+        check_writable(choice.path, real, current is not None)
     if current is None and plan.needs_write:
         plan.notes.append(f"{choice.path} does not exist: theano-det creates it")
     return plan
@@ -129,14 +130,18 @@ def read_config(path: Path, real: Path) -> bytes | None:
 def check_writable(path: Path, real: Path, exists: bool) -> None:
     """A read-only file was made so on purpose (even root may not replace it); neither may an unwritable folder."""
     if exists:
-        mode = os.stat(real).st_mode
-        if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(real, os.W_OK):
+        if not is_writable(real):
             raise Refused(f"{path} is read-only; nothing was changed",
                           hint="make it writable (chmod u+w), choose another file with --config-file, "
                                "or use --no-config")
     if not os.access(real.parent, os.W_OK | os.X_OK):
         raise Refused(f"cannot write to {real.parent}: permission denied; nothing was changed",
                       hint="choose another file with --config-file, or use --no-config")
+
+
+def is_writable(real: Path) -> bool:
+    """Not read-only by its mode (root ignores modes, we do not), and writable for us."""
+    return bool(os.stat(real).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)) and os.access(real, os.W_OK)
 
 
 def decode(data: bytes) -> str:
@@ -240,6 +245,8 @@ def plan_restore(record: ConfigRecord, folder: Path) -> ConfigRestore:
     keys = [change["key"] for change in record.keys]
     if current is None:  # nothing left to restore; the record goes
         return ConfigRestore(record, None, None, False, left_alone=[(key, "the file no longer exists") for key in keys])
+    if not is_writable(real):
+        return ConfigRestore(record, current, current, False, problem="it is read-only: make it writable first")
     if sha256_bytes(current) == record.sha256_after and record.sha256_before is not None:
         if not record.existed:
             return ConfigRestore(record, current, None, True, restored=keys)  # we created it
@@ -249,6 +256,8 @@ def plan_restore(record: ConfigRecord, folder: Path) -> ConfigRestore:
             return ConfigRestore(record, current, original, True, restored=keys)
     try:
         text, restored, left_alone = theanorc.undo(decode(current), edit_of(record), record.path)
+    except theanorc.ConfigSyntaxError as error:
+        return ConfigRestore(record, current, current, False, problem=error.detail)
     except Refused as error:
         return ConfigRestore(record, current, current, False, problem=error.message)
     desired = encode(text)

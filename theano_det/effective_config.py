@@ -17,7 +17,6 @@ from pathlib import Path
 
 from theano_det import detsettings, theanorc
 from theano_det.configfile import decode, theanorc_files
-from theano_det.errors import Refused
 
 FLAGS = "THEANO_FLAGS"
 DEFAULT = "default"
@@ -127,8 +126,8 @@ def read_files(files: list, environ, problems: list, notes: list) -> list:
             continue
         try:
             raw = theanorc.check_theano_reads(text, str(path))
-        except Refused as error:
-            problems.append(error.message.replace("; nothing was changed", "") + " (Theano fails to import)")
+        except theanorc.ConfigSyntaxError as error:
+            problems.append(f"{error.detail} (Theano fails to import with it)")
             continue
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         parser = configparser.ConfigParser(theano_defaults(environ), strict=True)

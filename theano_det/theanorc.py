@@ -10,6 +10,7 @@ again the way Theano parses it and compared before anyone may write it.
 
 from __future__ import annotations
 
+import bisect
 import configparser
 import re
 from dataclasses import dataclass, field
@@ -26,7 +27,6 @@ OPTION_PREFIX = re.compile(r"^(?P<prefix>[ \t]*(?P<key>[^\r\n]*?)[ \t]*[=:][ \t]
 
 @dataclass
 class OptionSpan:
-    key: str
     start: int  # first line
     end: int  # after the last line of the value (trailing comment and blank lines excluded)
 
@@ -46,10 +46,6 @@ class Document:
 
     lines: list
     sections: dict  # name -> SectionSpan
-
-    @property
-    def text(self) -> str:
-        return "".join(self.lines)
 
     @property
     def newline(self) -> str:
@@ -84,7 +80,11 @@ class Edit:
 
 
 class ConfigSyntaxError(Refused):
-    """The file is not one Theano can read; we leave it alone."""
+    """The file is not one Theano can read; we leave it alone. `detail` says what, without the outcome."""
+
+    def __init__(self, detail: str, hint: str | None = None):
+        super().__init__(detail + "; nothing was changed", hint)
+        self.detail = detail
 
 
 def split_lines(text: str) -> list:
@@ -97,7 +97,7 @@ def parse(text: str, name: str) -> Document:
     if re.search(r"\r(?!\n)", text):
         raise ConfigSyntaxError(
             f"{name} has carriage returns without line feeds (old Mac line endings); "
-            "theano-det does not edit such a file; nothing was changed",
+            "theano-det does not edit such a file",
             hint="convert its line endings (LF or CRLF), or choose another file with --config-file",
         )
     updater = ConfigUpdater()
@@ -106,13 +106,13 @@ def parse(text: str, name: str) -> Document:
     except configparser.Error as error:
         raise ConfigSyntaxError(syntax_message(name, error)) from error
     if str(updater) != text:
-        raise ConfigSyntaxError(f"{name}: ConfigUpdater cannot read it without changing it; nothing was changed")
+        raise ConfigSyntaxError(f"{name}: ConfigUpdater cannot read it without changing it")
     return Document(split_lines(text), locate(updater, text))
 
 
 def check_theano_reads(text: str, name: str) -> configparser.RawConfigParser:
     """Parse as Theano does (Python's strict configparser, universal newlines)."""
-    parser = raw_parser()
+    parser = configparser.RawConfigParser(strict=True)
     try:
         parser.read_string(text.replace("\r\n", "\n").replace("\r", "\n"), source=name)
     except configparser.Error as error:
@@ -120,10 +120,6 @@ def check_theano_reads(text: str, name: str) -> configparser.RawConfigParser:
                                 hint="fix that line (Theano itself cannot read the file), "
                                      "or choose another file with --config-file") from error
     return parser
-
-
-def raw_parser() -> configparser.RawConfigParser:
-    return configparser.RawConfigParser(strict=True)
 
 
 def syntax_message(name: str, error: configparser.Error) -> str:
@@ -138,7 +134,7 @@ def syntax_message(name: str, error: configparser.Error) -> str:
         detail = f"line {error.lineno}: option {error.option!r} appears twice in [{error.section}]"
     else:
         detail = str(error).splitlines()[0]
-    return f"{name} has a syntax error, {detail}; nothing was changed"
+    return f"{name} has a syntax error, {detail}"
 
 
 def locate(updater: ConfigUpdater, text: str) -> dict:
@@ -162,7 +158,7 @@ def locate(updater: ConfigUpdater, text: str) -> dict:
                     end = start + len(lines)
                     while end - 1 > start and is_comment_or_blank(lines[end - 1 - start]):
                         end -= 1
-                    span.options[child.key.lower()] = OptionSpan(child.key, start, end)
+                    span.options[child.key.lower()] = OptionSpan(start, end)
                     # indented comments under an option belong to it: a new option goes after them
                     indented = end
                     while indented - start < len(lines) and lines[indented - start][:1].isspace() \
@@ -179,19 +175,9 @@ def locate(updater: ConfigUpdater, text: str) -> dict:
 
 
 def line_index(text: str):
+    """offset -> number of the line that holds it."""
     starts = [0] + [match.end() for match in re.finditer("\n", text)]
-
-    def line_of(offset: int) -> int:
-        low, high = 0, len(starts) - 1
-        while low < high:  # the last line start <= offset
-            middle = (low + high + 1) // 2
-            if starts[middle] <= offset:
-                low = middle
-            else:
-                high = middle - 1
-        return low
-
-    return line_of
+    return lambda offset: bisect.bisect_right(starts, offset) - 1
 
 
 def is_comment_or_blank(line: str) -> bool:
