@@ -29,8 +29,11 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.delenv("THEANORC", raising=False)
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)
     # Not determinism settings: a shared compile cache (speed) and no BLAS probing
-    # (numpy 1.23 wheels have no blas_opt_info, which Theano 1.0.5 asks for).
-    monkeypatch.setenv("THEANO_FLAGS", f"base_compiledir={THEANO_COMPILEDIR},blas.ldflags=")
+    # (numpy 1.23 wheels have no blas_opt_info, which Theano 1.0.5 asks for). Flags
+    # already set (the GPU runner's device and library paths) stay; ours come last and win.
+    inherited = os.environ.get("THEANO_FLAGS", "")
+    ours = f"base_compiledir={THEANO_COMPILEDIR},blas.ldflags="
+    monkeypatch.setenv("THEANO_FLAGS", f"{inherited},{ours}" if inherited else ours)
     return home
 
 

@@ -5,6 +5,10 @@ RELEASES = {
     "0.8.2": ("theano==0.8.2", "7463c8f7ed1a787bf881f36d38a38607150186697e7ce7e78bfb94b7c6af8930"),
     "0.9.0": ("theano==0.9.0", "745d66716531f9063127274b40503fbc21f931f78b7b03e79e5523d50078bc17"),
     "1.0.0": ("theano==1.0.0", "7bc82e4fcaac023cac23c390b30d5df81bc09d33568812df75b0bd2b86d2fa8f"),
+    "1.0.1": ("theano==1.0.1", "88d8aba1fe2b6b75eacf455d01bc7e31e838c5a0fb8c13dde2d9472495ff4662"),
+    "1.0.2": ("theano==1.0.2", "6768e003d328a17011e6fca9126fbb8a6ffd3bb13cb21c450f3e724cca29abde"),
+    "1.0.3": ("theano==1.0.3", "637f3b34d40ef5e0d54dd4c40618475aaa085c26d2491e925c98e2ad4bc2115a"),
+    "1.0.4": ("theano==1.0.4", "35c9bbef56b61ffa299265a42a4e8f8cb5a07b2997dabaef0f8830b397086913"),
     "1.0.5": ("theano==1.0.5", "6e9439dd53ba995fcae27bf20626074bfc2fff446899dc5c53cb28c1f9202e89"),
     "pymc-1.1.2": ("theano-pymc==1.1.2", "5da6c2242ea72a991c8446d7fe7d35189ea346ef7d024c890397011114bf10fc"),
 }
@@ -21,3 +25,6 @@ DEV20_FILES = [
     ("1.0.5", "gpuarray/opt.py", 2),
     ("pymc-1.1.2", "gpuarray/opt.py", 2),
 ]
+
+# Releases with gpuarray/c_code/ (Theano 1.0.x's layout), which the cuDNN 8/9 compat patch edits.
+CUDNN_COMPAT_RELEASES = ["1.0.0", "1.0.1", "1.0.2", "1.0.3", "1.0.4", "1.0.5", "pymc-1.1.2"]

@@ -9,10 +9,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from theano_det.transforms import anchored_text
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.9/3.10 only
     import tomli as tomllib
+
+
+# Keys of a `[[files]]` entry that the engine reads; any other key is an option of the
+# patch's transform for that file alone (e.g. the `edits` of an anchored-text patch).
+FILE_KEYS = ("path", "expected_sites", "seen_in")
 
 
 @dataclass(frozen=True)
@@ -20,6 +27,7 @@ class FileSpec:
     path: str  # relative to the `theano` package folder, with "/"
     expected_sites: int
     seen_in: tuple = ()
+    options: dict = field(default_factory=dict)  # transform options for this file only
 
 
 @dataclass(frozen=True)
@@ -31,9 +39,19 @@ class Patch:
     options: dict = field(default_factory=dict)
     files: tuple = ()
     group: str = "source"  # patches in a group are switched off together (e.g. --no-compat)
+    # The patch applies only to a Theano that has all these files (its layout and era,
+    # detected from the installed source); elsewhere its files are left alone.
+    only_if_present: tuple = ()
 
     def file_spec(self, relative_path: str) -> FileSpec | None:
         return next((spec for spec in self.files if spec.path == relative_path), None)
+
+    def applies_to(self, package_dir: Path) -> bool:
+        return all((Path(package_dir) / relative).is_file() for relative in self.only_if_present)
+
+    def options_for(self, relative_path: str) -> dict:
+        spec = self.file_spec(relative_path)
+        return {**self.options, **spec.options} if spec else dict(self.options)
 
 
 def patches_folder() -> Path:
@@ -52,10 +70,7 @@ def load_all(folder: Path | None = None) -> list:
 def load(path: Path) -> Patch:
     with open(path, "rb") as handle:
         data = tomllib.load(handle)
-    files = tuple(
-        FileSpec(entry["path"], int(entry["expected_sites"]), tuple(entry.get("seen_in", ())))
-        for entry in data["files"]
-    )
+    files = tuple(file_spec(entry, data["transform"]) for entry in data["files"])
     return Patch(
         id=data["id"],
         title=data["title"],
@@ -64,4 +79,17 @@ def load(path: Path) -> Patch:
         options=dict(data.get("options", {})),
         files=files,
         group=data.get("group", "source"),
+        only_if_present=tuple(data.get("only_if_present", ())),
     )
+
+
+def file_spec(entry: dict, transform: str) -> FileSpec:
+    options = {key: value for key, value in entry.items() if key not in FILE_KEYS}
+    expected = entry.get("expected_sites")
+    if transform == anchored_text.KIND:
+        # Every edit says how often its anchor occurs; the file's total follows from them.
+        counted = anchored_text.total_sites(options)
+        if expected is not None and int(expected) != counted:
+            raise ValueError(f"{entry['path']}: expected_sites is {expected}, but its edits add up to {counted}")
+        expected = counted
+    return FileSpec(entry["path"], int(expected), tuple(entry.get("seen_in", ())), options)

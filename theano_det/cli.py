@@ -12,8 +12,9 @@ import sys
 
 import click
 
-from theano_det import __version__, configfile, operations, sourceplan
+from theano_det import __version__, configfile, operations, runner, sourceplan
 from theano_det.errors import CannotRun, Refused, TheanoDetError
+from theano_det.process import replace_process
 from theano_det.target import locate
 
 # Exit codes, the same for every command (see README "Exit codes").
@@ -87,13 +88,15 @@ def cli():
                    "the call sites that exist are shown and changed.")
 @click.option("--lock-timeout", default=60.0, show_default=True, metavar="SECONDS",
               help="How long to wait for another theano-det run on the same Theano.")
+@click.option("--no-compat", "no_compat", is_flag=True,
+              help="Leave out the compatibility patches (cuDNN 8/9 for Theano 1.0.x's convolutions).")
 @click.option("--no-config", is_flag=True,
               help="Do not write the deterministic settings into a Theano config file.")
 @click.option("--config-file", metavar="PATH", type=click.Path(dir_okay=False),
               help="Write the settings into this file (default: the right-most file of THEANORC, "
                    "else ~/.theanorc).")
 @handle_errors
-def patch(target_choice, dry_run, check, as_json, force, lock_timeout, no_config, config_file):
+def patch(target_choice, dry_run, check, as_json, force, lock_timeout, no_compat, no_config, config_file):
     """Rewrite the non-deterministic op calls in the target Theano and write deterministic settings."""
     if dry_run and check:
         raise click.UsageError("--dry-run and --check are two ways to write nothing; give one")
@@ -102,7 +105,8 @@ def patch(target_choice, dry_run, check, as_json, force, lock_timeout, no_config
     mode = operations.DRY_RUN if dry_run else operations.CHECK if check else operations.WRITE
     target = locate(*target_choice)
     config = None if no_config else configfile.choose(os.environ, config_file)
-    report = operations.patch(target, mode=mode, force=force, lock_timeout=lock_timeout, config=config)
+    report = operations.patch(target, mode=mode, force=force, lock_timeout=lock_timeout, compat=not no_compat,
+                              config=config)
     if as_json:
         emit_json(report.to_json())
     else:
@@ -139,6 +143,10 @@ def show_patch_summary(report) -> None:
             sites = sum(len(outcome.sites) for outcome in plan.outcomes)
             lines = ", ".join(str(site.line) for outcome in plan.outcomes for site in outcome.sites)
             say(f"{plan.relative}: {verb} ({sites} site(s){': lines ' + lines if lines else ''})")
+        elif not plan.outcomes:  # every patch for this file is switched off
+            say(f"{plan.relative}: left out (--no-compat)")
+        elif plan.state in sourceplan.REFUSED:  # --force, and nothing in it could be changed
+            say(f"{plan.relative}: left as it is (nothing that --force could change)")
         else:
             say(f"{plan.relative}: already patched")
     if not report.writes:
@@ -273,6 +281,38 @@ def status_code(report) -> int:
     if states - {sourceplan.PATCHED} or report.interrupted or (config is not None and config.pending):
         return PENDING
     return OK
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True,
+              help="Seed for PYTHONHASHSEED, random, numpy and every Theano random stream.")
+@click.option("--python", "python", metavar="PATH",
+              help="Compute the Theano settings for this interpreter's Theano (default: the command's "
+                   "interpreter when the command is python, else the one running theano-det). "
+                   "The command itself is run as given.")
+@click.option("--no-flags", is_flag=True, help="Leave THEANO_FLAGS alone.")
+@click.option("--no-compat", is_flag=True,
+              help="Do not restore the legacy aliases (collections.Iterable, ...) at start-up.")
+@click.option("-v", "--verbose", is_flag=True, help="Print the environment variables set, on stderr.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@handle_errors
+def run(seed, python, no_flags, no_compat, verbose, command):
+    """Run COMMAND reproducibly: theano-det run [OPTIONS] -- COMMAND [ARGS]...
+
+    Sets PYTHONHASHSEED, adds the deterministic Theano settings to THEANO_FLAGS
+    and seeds every RNG at start-up, then becomes COMMAND: its exit status,
+    standard streams and signals are its own.
+    """
+    plan = runner.plan(command, seed, python=python, set_flags=not no_flags, compat=not no_compat)
+    for note in plan.notes:
+        say(f"theano-det run: {note}")
+    if verbose:
+        if plan.target is not None:
+            say(f"theano-det run: target: {plan.target.describe()}")
+        for name in ("PYTHONHASHSEED", runner.SEED_VARIABLE, runner.COMPAT_VARIABLE, "PYTHONPATH", "THEANO_FLAGS"):
+            if name in plan.env:
+                say(f"theano-det run: {name}={plan.env[name]}")
+    replace_process(plan.argv, plan.env)
 
 
 def main(argv=None) -> int:

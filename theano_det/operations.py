@@ -103,12 +103,15 @@ def plan_patch(target, catalogue, enabled, manifest, mode, force) -> Report:
     plans = plan_or_refuse_unknown(target, catalogue, enabled, manifest)
     refused = [plan for plan in plans if plan.state in sourceplan.REFUSED]
     if refused and not force:
+        hint = ("look at the file (theano-det patch --dry-run --force shows what would change); "
+                "reinstall Theano to get the released file back, or use --force to patch the call "
+                "sites that exist now and take the file as it is for the original")
+        if compat_only(refused, catalogue):
+            hint += "; or leave the compatibility patches out with --no-compat"
         raise Refused(
             "not patching: " + "; ".join(f"{plan.relative} is {plan.state}: {plan.problem}" for plan in refused)
             + ". Nothing was changed",
-            hint="look at the file (theano-det patch --dry-run --force shows what would change); "
-            "reinstall Theano to get the released file back, or use --force to patch the call "
-            "sites that exist now and take the file as it is for the original",
+            hint=hint,
         )
     if force:
         plans = [
@@ -120,6 +123,14 @@ def plan_patch(target, catalogue, enabled, manifest, mode, force) -> Report:
     report.changed = [plan.relative for plan in plans if plan.needs_write]
     report.interrupted = bool(manifest and manifest.state == "applying")
     return report
+
+
+def compat_only(plans: list, catalogue: list) -> bool:
+    """Do all these files belong to compatibility patches alone (so --no-compat avoids them)?"""
+    return all(
+        all(patch.group == COMPAT_GROUP for patch in catalogue if patch.file_spec(plan.relative))
+        for plan in plans
+    )
 
 
 def plan_config(target: Target, config: configfile.ConfigChoice | None) -> configfile.ConfigPlan | None:

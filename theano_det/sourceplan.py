@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from theano_det import transforms
+from theano_det.transforms import anchored_text
 from theano_det.fsutil import sha256_bytes
 from theano_det.manifest import Manifest, state_dir
 
@@ -101,6 +102,10 @@ def plan_files(package_dir: Path, catalogue: list, enabled: set, manifest: Manif
     after an earlier full patch).
     """
     records = manifest.files if manifest else {}
+    # A patch for another layout (e.g. the 1.0.x cuDNN patch on 0.9) leaves its files alone,
+    # unless the manifest says it was applied: then its files are planned like any other.
+    recorded_ids = {patch_id for record in records.values() for patch_id in record.patches}
+    catalogue = [patch for patch in catalogue if patch.applies_to(package_dir) or patch.id in recorded_ids]
     relatives = []
     for patch in catalogue:
         relatives += [spec.path for spec in patch.files if spec.path not in relatives]
@@ -154,7 +159,7 @@ def apply_patches(relative: str, source: bytes, patches: list):
     outcomes = []
     for patch in patches:
         spec = patch.file_spec(relative)
-        result = transforms.get(patch.transform)(source, patch.options)
+        result = transforms.get(patch.transform)(source, patch.options_for(relative))
         outcomes.append(
             PatchOutcome(patch.id, spec.expected_sites if spec else 0, result.sites, result.skipped, result.parser)
         )
@@ -171,5 +176,7 @@ def describe_mismatch(outcomes: list) -> str:
             text += " (edited by hand already, e.g. by the folk recipe?)"
         if outcome.skipped:
             text += f", and {len(outcome.skipped)} that cannot be changed"
+        if outcome.parser == anchored_text.PARSER:  # name the anchors that drifted
+            text += " (" + "; ".join(sorted({site.note for site in outcome.skipped})) + ")"
         parts.append(text)
     return "; ".join(parts)

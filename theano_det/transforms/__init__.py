@@ -40,9 +40,9 @@ def sorted_sites(sites: list) -> list:
 
 def get(kind: str):
     """The `apply` function of the transform called `kind` in a patch file."""
-    from theano_det.transforms import python_calls
+    from theano_det.transforms import anchored_text, python_calls
 
-    transforms = {"python-call-rename": python_calls.apply}
+    transforms = {"python-call-rename": python_calls.apply, anchored_text.KIND: anchored_text.apply}
     try:
         return transforms[kind]
     except KeyError:

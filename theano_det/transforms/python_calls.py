@@ -31,7 +31,8 @@ def apply(source: bytes, options: dict) -> Result:
     bindings = ModuleBindings()
     module.visit(bindings)
     renamer = CallRenamer(suffix, bindings.names, bindings.attributes)
-    new_module = MetadataWrapper(module).visit(renamer)
+    # The module was parsed here and is used once: no need for the wrapper's defensive deep copy.
+    new_module = MetadataWrapper(module, unsafe_skip_copy=True).visit(renamer)
     return Result(new_module.bytes, sorted_sites(renamer.sites), sorted_sites(renamer.skipped), "libcst")
 
 

@@ -1,0 +1,267 @@
+"""Benchmark for issue 8: Theano's AdvancedIncSubtensor1 variants and theano-det's deterministic op.
+
+An embedding gradient: x is ROWS x COLS float32, y is K x COLS, the K indices
+are drawn from [0, DISTINCT), so most rows receive many contributions.
+For each K the script prints four tables: time per call, whether 10 calls
+give the same bits, the largest difference from a float64 reference, and
+whether the result has the bits of np.add.at in float32 (the order the
+deterministic ops use, see theano_det/ops/ordered_scatter.py).
+
+On a GPU (Theano's gpuarray backend, device=cuda*) the columns are
+GpuAdvancedIncSubtensor1_dev20 (atomicAdd), the stock deterministic
+GpuAdvancedIncSubtensor1, and theano-det's op. The deterministic GPU kernel is
+not written yet (issue 8 is blocked: no GPU was available), so its column says
+"kernel missing" instead of a number.
+On the CPU (--device cpu, or auto without a GPU) the columns are Theano's
+AdvancedIncSubtensor1 (its C code) and DetAdvancedIncSubtensor1 (numpy), and
+every heading says CPU.
+
+Each call returns a new array (no inplace), so times include copying x.
+
+usage:  python benchmarks/incsubtensor.py [--device auto|gpu|cpu] [--sizes 1000,10000,100000]
+            [--rows 10000] [--cols 256] [--distinct 1000] [--runs 10] [--min-seconds 0.5]
+on the GPU machine:  bash .gpu/on-device.sh python benchmarks/incsubtensor.py
+Exit status: 0 measured, 2 bad arguments, 4 cannot run (no Theano; --device gpu without a GPU).
+"""
+import argparse
+import hashlib
+import sys
+import time
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+
+# measure this checkout's theano_det, wherever the script is run from
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+Candidate = namedtuple("Candidate", "label compile missing")
+Candidate.__doc__ = """One column: compile(x, y, idx) -> (call, to_host, sync); or missing: why not."""
+
+Result = namedtuple("Result", "seconds stable distinct max_error sequential")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        import theano
+    except ImportError:
+        print("incsubtensor benchmark: Theano is not importable here", file=sys.stderr)
+        return 4
+    on_gpu = gpu_available(theano)
+    if args.device == "gpu" and not on_gpu:
+        print("incsubtensor benchmark: --device gpu, but Theano has no GPU context "
+              "(device=%s)" % theano.config.device, file=sys.stderr)
+        return 4
+    use_gpu = on_gpu and args.device != "cpu"
+    candidates = gpu_candidates() if use_gpu else cpu_candidates()
+    print_header(theano, use_gpu, args)
+    results = {}
+    for k in args.sizes:
+        x, y, idx = make_problem(k, args.rows, args.cols, args.distinct, seed=k)
+        references = float64_reference(x, y, idx), sequential_reference(x, y, idx)
+        for candidate in candidates:
+            if candidate.missing is None:
+                call, to_host, sync = candidate.compile(x, y, idx)
+                results[k, candidate.label] = measure(call, to_host, sync, references,
+                                                      args.runs, args.min_seconds)
+    print_tables(args, candidates, results)
+    return 0
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", choices=("auto", "gpu", "cpu"), default="auto")
+    parser.add_argument("--sizes", type=sizes, default=[1000, 10000, 100000],
+                        help="comma-separated index lengths K")
+    parser.add_argument("--rows", type=int, default=10000)
+    parser.add_argument("--cols", type=int, default=256)
+    parser.add_argument("--distinct", type=int, default=1000, help="indices are drawn from [0, DISTINCT)")
+    parser.add_argument("--runs", type=int, default=10, help="calls compared bit for bit")
+    parser.add_argument("--min-seconds", type=float, default=0.5,
+                        help="time at least this long per measurement")
+    args = parser.parse_args(argv)
+    if not 0 < args.distinct <= args.rows:
+        parser.error("--distinct must be in [1, --rows]")
+    return args
+
+
+def sizes(text):
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected comma-separated integers, got %r" % text)
+    if any(value < 0 for value in values):
+        raise argparse.ArgumentTypeError("sizes must be >= 0")
+    return values
+
+
+def gpu_available(theano):
+    import theano.gpuarray
+
+    return bool(theano.gpuarray.pygpu_activated) and theano.config.device.startswith(("cuda", "opencl"))
+
+
+def make_problem(k, rows, cols, distinct, seed):
+    rng = np.random.RandomState(seed)
+    x = rng.standard_normal((rows, cols)).astype(np.float32)
+    y = rng.standard_normal((k, cols)).astype(np.float32)
+    idx = rng.randint(0, distinct, size=k).astype(np.int64)
+    return x, y, idx
+
+
+def float64_reference(x, y, idx):
+    reference = x.astype(np.float64)
+    np.add.at(reference, idx, y.astype(np.float64))
+    return reference
+
+
+def sequential_reference(x, y, idx):
+    """np.add.at in float32: contributions added one at a time in index order."""
+    reference = x.copy()
+    np.add.at(reference, idx, y)
+    return reference
+
+
+def measure(call, to_host, sync, references, runs, min_seconds):
+    """Seconds per call (doubling the batch until it lasts min_seconds), bitwise stability, error,
+    and whether the first run has the bits of the sequential reference."""
+    reference, sequential = references
+    sync(call())  # warm up
+    repeat = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(repeat):
+            out = call()
+        sync(out)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds or repeat >= 1 << 16:
+            break
+        repeat *= 2
+    outputs = [to_host(call()) for _ in range(runs)]
+    digests = set(hashlib.sha256(np.ascontiguousarray(out).tobytes()).hexdigest() for out in outputs)
+    max_error = float(np.max(np.abs(outputs[0].astype(np.float64) - reference))) if reference.size else 0.0
+    same_bits = outputs[0].tobytes() == sequential.tobytes()
+    return Result(elapsed / repeat, len(digests) == 1, len(digests), max_error, same_bits)
+
+
+# -- the columns -----------------------------------------------------------
+
+def gpu_candidates():
+    from theano.gpuarray.subtensor import GpuAdvancedIncSubtensor1, GpuAdvancedIncSubtensor1_dev20
+
+    from theano_det.ops import incsubtensor_rewrite
+
+    new_op_missing = None
+    if not incsubtensor_rewrite.GPU_KERNEL_READY:
+        new_op_missing = "kernel missing"
+    return [
+        Candidate("`_dev20` (atomicAdd)", gpu_compiler(GpuAdvancedIncSubtensor1_dev20, index_on_gpu=True), None),
+        Candidate("stock deterministic `GpuAdvancedIncSubtensor1`",
+                  gpu_compiler(GpuAdvancedIncSubtensor1, index_on_gpu=False), None),
+        Candidate("theano-det op (GPU)", None, new_op_missing),
+    ]
+
+
+def gpu_compiler(op_class, index_on_gpu):
+    def compile_(x, y, idx):
+        import theano
+        from theano.gpuarray.type import gpuarray_shared_constructor
+
+        x_gpu = gpuarray_shared_constructor(x, target=None)
+        y_gpu = gpuarray_shared_constructor(y, target=None)
+        if index_on_gpu:  # as Theano's optimizer builds each op: _dev20 reads the index on the GPU
+            idx_var = gpuarray_shared_constructor(idx, target=None)
+        else:
+            idx_var = theano.shared(idx, target="cpu")
+        out = op_class()(x_gpu, y_gpu, idx_var)
+        # the graph is built with the op itself: make sure the optimizer kept it
+        function = theano.function([], theano.Out(out, borrow=True))
+        check_compiled(function, op_class)
+        return function, np.asarray, lambda array: array.sync()
+    return compile_
+
+
+def cpu_candidates():
+    import theano.tensor as T
+    from theano.tensor.subtensor import AdvancedIncSubtensor1
+
+    from theano_det.ops.det_incsubtensor import DetAdvancedIncSubtensor1
+
+    def compiler(op_class):
+        def compile_(x, y, idx):
+            import theano
+            from theano.compile import get_default_mode
+
+            inputs = [T.matrix(dtype=x.dtype), T.matrix(dtype=y.dtype), T.vector(dtype=idx.dtype)]
+            mode = get_default_mode().excluding("gpuarray")  # stay on the CPU
+            function = theano.function(inputs, op_class()(*inputs), mode=mode)
+            check_compiled(function, op_class)
+            return (lambda: function(x, y, idx)), np.asarray, lambda array: None
+        return compile_
+
+    return [
+        Candidate("CPU: Theano `AdvancedIncSubtensor1` (C code)", compiler(AdvancedIncSubtensor1), None),
+        Candidate("CPU: theano-det `DetAdvancedIncSubtensor1` (numpy)", compiler(DetAdvancedIncSubtensor1), None),
+    ]
+
+
+def check_compiled(function, op_class):
+    ops = [type(node.op) for node in function.maker.fgraph.toposort()]
+    if op_class not in ops:
+        raise RuntimeError("the compiled function has no %s node: %s" % (op_class.__name__, ops))
+
+
+# -- output ----------------------------------------------------------------
+
+def print_header(theano, use_gpu, args):
+    if use_gpu:
+        from theano.gpuarray.type import get_context
+
+        where = "GPU: %s (Theano %s, gpuarray)" % (get_context(None).devname, theano.__version__)
+    else:
+        where = "CPU only, no GPU measured (Theano %s, device=%s)" % (theano.__version__, theano.config.device)
+    print("# AdvancedIncSubtensor1 benchmark: %s" % where)
+    print("x: %d x %d float32; y: K x %d float32; indices in [0, %d); "
+          "times per call, non-inplace (include copying x)"
+          % (args.rows, args.cols, args.cols, args.distinct))
+
+
+def print_tables(args, candidates, results):
+    def cell(k, candidate, show):
+        if candidate.missing is not None:
+            return candidate.missing
+        return show(results[k, candidate.label])
+
+    tables = [
+        ("Time per call", lambda r: format_ms(r.seconds)),
+        ("Bitwise identical over %d runs" % args.runs,
+         lambda r: "yes" if r.stable else "no (%d different)" % r.distinct),
+        ("Max |error| vs a float64 reference", lambda r: "%.3g" % r.max_error),
+        ("Same bits as np.add.at in float32 (one addition at a time, in index order)",
+         lambda r: "yes" if r.sequential else "no"),
+    ]
+    for title, show in tables:
+        print()
+        print("## " + title)
+        print()
+        print("| K (index length) | " + " | ".join(c.label for c in candidates) + " |")
+        print("| --- " * (len(candidates) + 1) + "|")
+        for k in args.sizes:
+            print("| %s | " % format(k, ",").replace(",", " ") +
+                  " | ".join(cell(k, c, show) for c in candidates) + " |")
+    for candidate in candidates:
+        if candidate.missing is not None:
+            print()
+            print("%s: %s: the deterministic GPU kernel is not written yet "
+                  "(issue 8 is blocked: no GPU available); no number is shown for it."
+                  % (candidate.label, candidate.missing))
+
+
+def format_ms(seconds):
+    milliseconds = seconds * 1e3
+    return "%.3g ms" % milliseconds
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""benchmarks/incsubtensor.py in its CPU mode (its GPU mode is tested in test_incsubtensor_gpu.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_benchmark(*args):
+    return subprocess.run([sys.executable, "benchmarks/incsubtensor.py", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_cpu_mode_prints_the_four_tables_labelled_cpu():
+    result = run_benchmark("--device", "cpu", "--sizes", "300,3000", "--rows", "200", "--cols", "16",
+                           "--distinct", "20", "--runs", "4", "--min-seconds", "0.01")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert out.startswith("# AdvancedIncSubtensor1 benchmark: CPU only, no GPU measured")
+    headers = [line for line in out.splitlines() if line.startswith("| K (index length) |")]
+    assert len(headers) == 4
+    assert all(cell.strip().startswith("CPU: ") for cell in headers[0].strip("|").split("|")[1:])
+    rows = [line.strip("|").split("|") for line in out.splitlines() if line.startswith("| 3 000 |")]
+    times, stable, error, sequential = ([cell.strip() for cell in row[1:]] for row in rows)
+    assert all(cell.endswith(" ms") and float(cell.split()[0]) > 0 for cell in times)
+    assert stable == ["yes", "yes"]
+    assert all(0 < float(cell) < 1e-3 for cell in error)  # float32 sums of ~150 terms
+    assert sequential == ["yes", "yes"]
+
+
+def test_gpu_mode_without_a_gpu_says_so():
+    result = run_benchmark("--device", "gpu", "--sizes", "10")
+    assert result.returncode == 4
+    assert "--device gpu, but Theano has no GPU context" in result.stderr
+    assert result.stdout == ""
+
+
+def test_bad_arguments_exit_2():
+    result = run_benchmark("--sizes", "ten")
+    assert result.returncode == 2
+    assert "expected comma-separated integers" in result.stderr

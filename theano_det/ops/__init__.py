@@ -1,0 +1,20 @@
+"""Deterministic replacements for Theano ops, run inside the user's Theano process.
+
+- ordered_scatter: the fixed-order row scatter (numpy only), the reference for the GPU kernel;
+- det_incsubtensor: DetAdvancedIncSubtensor1, the Theano op (CPU);
+- incsubtensor_rewrite: the graph rewrite for the gpuarray backend and `install()`.
+
+Importing this package imports neither numpy nor Theano; `install()` does.
+Python 3.5+ syntax, no dependency on the rest of theano_det, so the `run`
+bootstrap can load it into older environments.
+"""
+
+
+def install():
+    """Register theano-det's graph rewrites in Theano's optimizer database (idempotent).
+
+    Returns {"incsubtensor": <what incsubtensor_rewrite.install() reports>}.
+    """
+    from . import incsubtensor_rewrite
+
+    return {"incsubtensor": incsubtensor_rewrite.install()}

@@ -1,0 +1,225 @@
+"""Do a Theano's cuDNN ops compile against cuDNN 8 and 9? Checked without a GPU.
+
+For each pinned cuDNN release this script
+
+1. fetches its headers from NVIDIA's PyPI wheel (with the CUDA runtime and CRT
+   headers from theirs), keeping only `include/` in a cache folder;
+2. fetches Debian's pygpu and libgpuarray (headers and the library pygpu loads),
+   as ../shared/gpu/make-bundle.sh does, plus mako, which pygpu imports;
+3. has Theano itself write the C++ translation unit of every cuDNN op, exactly as
+   it does before compiling one (cudnn_op_sources.py, run with the Theano to check
+   first on the path);
+4. runs `g++ -fsyntax-only` on each unit with the arguments Theano would use.
+
+usage: python tools/cudnn_syntax_check.py --theano-dir DIR [--cache DIR] [--only OP] [--json]
+exit 0 when every op compiles against every cuDNN, 1 when one does not, 2 on bad usage,
+4 when a download or tool fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+GENERATOR = HERE / "cudnn_op_sources.py"
+DEFAULT_CACHE = Path(os.environ.get("THEANO_DET_TOOLS_CACHE", Path.home() / ".cache" / "theano-det-tools"))
+
+# (name in reports, requirement, sha256 of the wheel, folder of its headers inside the wheel)
+CUDNN_WHEELS = [
+    ("cudnn-8.9.7", "nvidia-cudnn-cu12==8.9.7.29",
+     "adf4f59ed7a1341103822ed8df6e144f4d47ea8b10d9bf0ea0047ba738fd7b02", "nvidia/cudnn/include/"),
+    ("cudnn-9.14.0", "nvidia-cudnn-cu12==9.14.0.64",
+     "f7c123b5b35afba2134ea25b8e89a902eb0b46fabad722c3cbe10ac1302afc9b", "nvidia/cudnn/include/"),
+]
+CUDA_WHEELS = [  # cuda.h, cuda_runtime*.h; and crt/*.h, which those include
+    ("cuda-runtime-12.9", "nvidia-cuda-runtime-cu12==12.9.79",
+     "25bba2dfb01d48a9b59ca474a1ac43c6ebf7011f1b0b8cc44f54eb6ac48a96c3", "nvidia/cuda_runtime/include/"),
+    ("cuda-crt-12.9", "nvidia-cuda-nvcc-cu12==12.9.86",
+     "5d6a0d32fdc7ea39917c20065614ae93add6f577d840233237ff08e9a38f58f0", "nvidia/cuda_nvcc/include/"),
+]
+DEBIAN_PACKAGES = ("python3-pygpu", "libgpuarray3", "libgpuarray-dev")
+MAKO = "mako==1.3.10"
+
+
+class ToolFailed(Exception):
+    """A download, an extraction or Theano's code generation failed."""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--theano-dir", required=True, help="the `theano` package folder to check")
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="where downloads are kept (default: %(default)s)")
+    parser.add_argument("--only", action="append", default=[], metavar="OP", help="check only this op (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    args = parser.parse_args(argv)
+    theano_dir = Path(args.theano_dir).resolve()
+    if not (theano_dir / "gpuarray" / "c_code" / "dnn_conv_base.c").is_file():
+        parser.error(f"{theano_dir} is not the `theano` package of a Theano 1.0.x (no gpuarray/c_code/dnn_conv_base.c)")
+    try:
+        report = check(theano_dir, Path(args.cache), args.only)
+    except ToolFailed as error:
+        print(f"cudnn_syntax_check: {error}", file=sys.stderr)
+        return 4
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print_report(report)
+    return 0 if report["ok"] else 1
+
+
+def check(theano_dir: Path, cache: Path, only: list) -> dict:
+    cache.mkdir(parents=True, exist_ok=True)
+    cuda_dirs = [wheel_headers(cache, *wheel) for wheel in CUDA_WHEELS]
+    debian = debian_packages(cache)
+    site = mako_site(cache)
+    results = []
+    for name, *wheel in CUDNN_WHEELS:
+        cudnn_dir = wheel_headers(cache, name, *wheel)
+        version = cudnn_version(cudnn_dir)
+        with tempfile.TemporaryDirectory(prefix="cudnn-ops-") as work:
+            index = generate_sources(theano_dir, Path(work), version, cudnn_dir, cuda_dirs[0], debian, site, cache)
+            ops = [op for op in index["ops"] if not only or op["name"] in only]
+            extra = [f"-I{path}" for path in cuda_dirs[1:]] + [f"-I{debian / 'usr' / 'include'}"]
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+                compiled = list(pool.map(lambda op: syntax_check(op, extra), ops))
+        refused = [entry for entry in index["refused"] if not only or entry["name"] in only]
+        results.append({"cudnn": name, "cudnn_version": version, "ops": compiled, "refused": refused})
+    ok = all(op["ok"] for result in results for op in result["ops"])
+    return {"theano_dir": str(theano_dir), "ok": ok, "results": results}
+
+
+def wheel_headers(cache: Path, name: str, requirement: str, sha256: str, prefix: str) -> Path:
+    """The include folder of a pinned wheel: downloaded once, only its headers kept."""
+    folder = cache / "headers" / name
+    if not (folder / ".complete").exists():
+        with tempfile.TemporaryDirectory(prefix="wheel-", dir=cache) as downloads:
+            wheel = pip_download(requirement, sha256, Path(downloads))
+            if folder.exists():
+                shutil.rmtree(folder)
+            with zipfile.ZipFile(wheel) as archive:
+                for member in archive.namelist():
+                    if member.startswith(prefix) and member.endswith((".h", ".hpp")):
+                        target = folder / member[len(prefix):]
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(archive.read(member))
+        if not any(folder.glob("*.h")):
+            raise ToolFailed(f"{requirement}: no headers under {prefix} in the wheel")
+        (folder / ".complete").touch()
+    return folder
+
+
+def pip_download(requirement: str, sha256: str, folder: Path) -> Path:
+    (folder / "req.txt").write_text(f"{requirement} --hash=sha256:{sha256}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+         "--no-cache-dir", "--only-binary", ":all:", "--require-hashes", "-r", str(folder / "req.txt"),
+         "-d", str(folder)],
+        capture_output=True, text=True,
+    )
+    wheels = list(folder.glob("*.whl"))
+    if done.returncode != 0 or len(wheels) != 1:
+        raise ToolFailed(f"pip could not download {requirement}: {done.stderr.strip()[-2000:]}")
+    if hashlib.sha256(wheels[0].read_bytes()).hexdigest() != sha256:
+        raise ToolFailed(f"{wheels[0].name} does not have the pinned sha256 {sha256}")
+    return wheels[0]
+
+
+def debian_packages(cache: Path) -> Path:
+    """Debian's pygpu and libgpuarray, unpacked (not installed) into the cache."""
+    folder = cache / "debian-pygpu"
+    if (folder / ".complete").exists():
+        return folder
+    with tempfile.TemporaryDirectory(prefix="debs-", dir=cache) as downloads:
+        if not apt_download(Path(downloads)):
+            subprocess.run(["apt-get", "update"], capture_output=True)
+            if not apt_download(Path(downloads)):
+                raise ToolFailed(f"apt-get download {' '.join(DEBIAN_PACKAGES)} failed (needs Debian's apt)")
+        if folder.exists():
+            shutil.rmtree(folder)
+        for deb in sorted(Path(downloads).glob("*.deb")):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(folder)], check=True)
+    if not (folder / "usr" / "include" / "gpuarray" / "array.h").is_file():
+        raise ToolFailed("the Debian packages did not contain libgpuarray's headers")
+    (folder / ".complete").touch()
+    return folder
+
+
+def apt_download(folder: Path) -> bool:
+    done = subprocess.run(["apt-get", "download", *DEBIAN_PACKAGES], cwd=folder, capture_output=True, text=True)
+    return done.returncode == 0 and len(list(folder.glob("*.deb"))) == len(DEBIAN_PACKAGES)
+
+
+def mako_site(cache: Path) -> Path:
+    """A folder holding mako, which pygpu imports (the checked interpreter may lack it)."""
+    folder = cache / "site"
+    if not (folder / ".complete").exists():
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "--target", str(folder), "--upgrade", MAKO],
+            capture_output=True, text=True,
+        )
+        if done.returncode != 0:
+            raise ToolFailed(f"pip could not install {MAKO}: {done.stderr.strip()[-2000:]}")
+        (folder / ".complete").touch()
+    return folder
+
+
+def cudnn_version(include: Path) -> int:
+    """CUDNN_VERSION as the header computes it (cuDNN 9 changed the formula)."""
+    text = (include / "cudnn_version.h").read_text()
+    major, minor, patch = (int(re.search(rf"#define CUDNN_{key}\s+(\d+)", text).group(1))
+                           for key in ("MAJOR", "MINOR", "PATCHLEVEL"))
+    return major * (10000 if major >= 9 else 1000) + minor * 100 + patch
+
+
+def generate_sources(theano_dir, work, version, cudnn_dir, cuda_dir, debian, site, cache) -> dict:
+    pygpu = next((debian / "usr" / "lib" / "python3" / "dist-packages").glob("pygpu")).parent
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(theano_dir.parent), str(pygpu), str(site)])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(debian / "usr" / "lib"), env.get("LD_LIBRARY_PATH")]))
+    env["THEANORC"] = str(work / "no-theanorc")  # the caller's Theano config must not change the code
+    env["THEANO_FLAGS"] = ",".join([
+        "device=cpu", f"base_compiledir={cache / 'theano-compile'}", "blas.ldflags=",
+        f"dnn.include_path={cudnn_dir}", f"cuda.include_path={cuda_dir}",
+    ])
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # never write into the Theano being checked
+    done = subprocess.run([sys.executable, str(GENERATOR), str(work), str(version)],
+                          env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ToolFailed(f"Theano could not generate the sources of its cuDNN ops:\n{done.stderr[-4000:]}")
+    return json.loads((work / "index.json").read_text())
+
+
+def syntax_check(op: dict, extra: list) -> dict:
+    command = ["g++", "-fsyntax-only", *op["args"], *extra, op["source"]]
+    done = subprocess.run(command, capture_output=True, text=True)
+    errors = [line for line in done.stderr.splitlines() if ": error:" in line or "fatal error" in line]
+    return {"name": op["name"], "ok": done.returncode == 0, "errors": errors[:20]}
+
+
+def print_report(report: dict) -> None:
+    print(f"Theano at {report['theano_dir']}")
+    for result in report["results"]:
+        print(f"{result['cudnn']} (CUDNN_VERSION {result['cudnn_version']}):")
+        for op in result["ops"]:
+            print(f"  {op['name']}: {'compiles' if op['ok'] else 'DOES NOT COMPILE'}")
+            for error in op["errors"][:5]:
+                print(f"      {error}")
+        for entry in result["refused"]:
+            print(f"  {entry['name']}: refused by Theano before compiling: {entry['error']}")
+    print("all compile" if report["ok"] else "some ops do not compile")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
