@@ -324,3 +324,22 @@ def test_unpatch_leaves_a_broken_config_file_alone_and_can_finish_later(release_
     rc.chmod(0o644)
     assert run_cli("unpatch", "--theano-dir", package).returncode == 0
     assert rc.read_text() == REALISTIC and not (package / ".theano-det").exists()
+
+
+def test_a_config_file_in_a_missing_folder_or_a_folder_path_is_refused(release, tmp_path):
+    from theano_det.errors import Refused
+
+    package = release("1.0.5")
+    with pytest.raises(Refused, match="the folder .*missing does not exist"):
+        configfile.plan_patch(package, configfile.ConfigChoice(tmp_path / "missing" / "rc", "test", True))
+    with pytest.raises(Refused, match="is a folder, not a config file"):
+        configfile.plan_patch(package, configfile.ConfigChoice(tmp_path, "test", True))
+
+
+def test_the_config_file_is_chosen_as_theano_reads_them(tmp_path, isolated_home):
+    assert configfile.choose({}).path == isolated_home / ".theanorc"
+    env = {"THEANORC": f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}{os.pathsep}"}
+    assert configfile.choose(env).path == tmp_path / "b"  # an empty entry names nothing
+    choice = configfile.choose(env, str(tmp_path / "c"))
+    assert choice.path == tmp_path / "c" and not choice.read_by_theano
+    assert configfile.choose(env, str(tmp_path / "a")).read_by_theano
