@@ -22,6 +22,10 @@ DEV20_FILES = [
     ("0.9.0", "sandbox/cuda/opt.py", 2),
     ("0.9.0", "gpuarray/opt.py", 2),
     ("1.0.0", "gpuarray/opt.py", 2),
+    ("1.0.1", "gpuarray/opt.py", 2),
+    ("1.0.2", "gpuarray/opt.py", 2),
+    ("1.0.3", "gpuarray/opt.py", 2),
+    ("1.0.4", "gpuarray/opt.py", 2),
     ("1.0.5", "gpuarray/opt.py", 2),
     ("pymc-1.1.2", "gpuarray/opt.py", 2),
 ]

@@ -143,12 +143,12 @@ def show_patch_summary(report) -> None:
             sites = sum(len(outcome.sites) for outcome in plan.outcomes)
             lines = ", ".join(str(site.line) for outcome in plan.outcomes for site in outcome.sites)
             say(f"{plan.relative}: {verb} ({sites} site(s){': lines ' + lines if lines else ''})")
-        elif not plan.outcomes:  # every patch for this file is switched off
-            say(f"{plan.relative}: left out (--no-compat)")
         elif plan.state in sourceplan.REFUSED:  # --force, and nothing in it could be changed
             say(f"{plan.relative}: left as it is (nothing that --force could change)")
         else:
             say(f"{plan.relative}: already patched")
+    for note in report.notes:
+        say(note)
     if not report.writes:
         say("already patched: nothing to do")
 
@@ -235,6 +235,8 @@ def status(target_choice, as_json):
         say(f"target: {target.describe()}")
         for plan in report.files:
             say(f"{plan.relative}: {STATE_WORDS[plan.state]}" + (f" ({plan.problem})" if plan.problem else ""))
+        for note in report.notes:
+            say(note)
         if report.interrupted:
             say("an earlier run was interrupted between writes: run `theano-det patch` or `unpatch` again")
         show_config_status(report.config_status)

@@ -94,6 +94,7 @@ class Manifest:
     state: str = "applied"  # "applying" while a transaction runs; left so if it was killed
     files: dict = field(default_factory=dict)  # relative path -> FileRecord
     config: dict = field(default_factory=dict)  # real path of a config file -> ConfigRecord
+    declined: list = field(default_factory=list)  # patch groups left out on purpose (--no-compat)
     target: dict = field(default_factory=dict)
     tool_version: str = __version__
     created: str = ""
@@ -114,6 +115,7 @@ class Manifest:
             "target": self.target,
             "files": {path: record.to_json() for path, record in sorted(self.files.items())},
             "config": {path: record.to_json() for path, record in sorted(self.config.items())},
+            "declined_groups": sorted(self.declined),
         }
         return (json.dumps(document, indent=2, sort_keys=False) + "\n").encode("utf-8")
 
@@ -164,8 +166,12 @@ def parse(raw: bytes) -> Manifest:
     if not isinstance(config, dict):
         raise ValueError("config is not an object")
     config = {path: parse_config_record(path, entry) for path, entry in config.items()}
+    declined = document.get("declined_groups", [])
+    if not isinstance(declined, list) or not all(isinstance(group, str) for group in declined):
+        raise ValueError("declined_groups is not a list of names")
     return Manifest(
         state=document["state"],
+        declined=list(declined),
         files=files,
         config=config,
         target=dict(document.get("target", {})),

@@ -61,39 +61,67 @@ class Report:
         return document
 
 
-def enabled_patches(catalogue: list, compat: bool) -> set:
-    return {patch.id for patch in catalogue if compat or patch.group != COMPAT_GROUP}
+def enabled_patches(catalogue: list, declined: list) -> set:
+    return {patch.id for patch in catalogue if patch.group not in declined}
+
+
+def declined_groups(compat: bool, manifest: Manifest | None, catalogue: list) -> list:
+    """Groups this run leaves out on purpose, except those already applied (they stay)."""
+    if compat:
+        return []
+    recorded = {patch_id for record in (manifest.files.values() if manifest else []) for patch_id in record.patches}
+    applied = {patch.group for patch in catalogue if patch.id in recorded}
+    return [] if COMPAT_GROUP in applied else [COMPAT_GROUP]
 
 
 def status(target: Target, environ=None) -> Report:
     catalogue = catalog.load_all()
     manifest = manifests.load(target.package_dir)
-    plans = plan_or_refuse_unknown(target, catalogue, enabled_patches(catalogue, True), manifest)
+    declined = manifest.declined if manifest else []
+    plans = plan_or_refuse_unknown(target, catalogue, enabled_patches(catalogue, declined), manifest)
     report = Report(target, "status", files=plans)
     report.interrupted = bool(manifest and manifest.state == "applying")
+    report.notes += left_out_notes(target, catalogue, declined)
     written = tuple(record.path for record in manifest.config.values()) if manifest else ()
     report.config_status = effective_config.evaluate(target, environ, written=written)
     return report
+
+
+def left_out_notes(target: Target, catalogue: list, declined: list) -> list:
+    """One line per patch this target could have but the user chose to leave out."""
+    return [
+        f"{patch.id}: left out (--no-{patch.group}); `theano-det patch` applies it"
+        for patch in catalogue
+        if patch.group in declined and patch.applies_to(target.package_dir)
+    ]
 
 
 def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool = True,
           lock_timeout: float = 60.0, config: configfile.ConfigChoice | None = None) -> Report:
     """`config`: the config file to write our settings into (configfile.choose); None: no config."""
     catalogue = catalog.load_all()
-    enabled = enabled_patches(catalogue, compat)
+    enabled = enabled_patches(catalogue, [] if compat else [COMPAT_GROUP])
     if mode != WRITE:
         config_plan = plan_config(target, config)  # first: a refused config file costs no source planning
-        return with_config(plan_patch(target, catalogue, enabled, manifests.load(target.package_dir), mode, force),
-                           config_plan)
+        report = with_config(plan_patch(target, catalogue, enabled, manifests.load(target.package_dir), mode, force),
+                             config_plan)
+        report.notes += left_out_notes(target, catalogue, [] if compat else [COMPAT_GROUP])
+        return report
     folder = state_dir(target.package_dir)
     try:
         with locked(folder, lock_timeout):
             manifest = manifests.load(target.package_dir)
+            declined = declined_groups(compat, manifest, catalogue)
             remove_leftovers(target, catalogue, manifest)
             config_plan = plan_config(target, config)
             report = with_config(plan_patch(target, catalogue, enabled, manifest, mode, force), config_plan)
-            if report.writes or (manifest and manifest.state == "applying"):
-                commit_patch(target, report, manifest or Manifest())
+            unfinished = manifest is not None and manifest.state == "applying"
+            choice_changed = manifest is not None and manifest.declined != declined
+            if report.writes or unfinished or choice_changed:
+                manifest = manifest or Manifest()
+                manifest.declined = declined
+                commit_patch(target, report, manifest)
+            report.notes += left_out_notes(target, catalogue, declined)
             return report
     finally:
         remove_state_dir_if_unused(folder)
@@ -141,7 +169,6 @@ def with_config(report: Report, config_plan: configfile.ConfigPlan | None) -> Re
     """The config file change joins the source plan (one transaction, one report)."""
     if config_plan is not None:
         report.config = config_plan
-        report.notes += config_plan.notes
     return report
 
 

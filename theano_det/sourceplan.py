@@ -118,6 +118,8 @@ def plan_files(package_dir: Path, catalogue: list, enabled: set, manifest: Manif
         record = records.get(relative)
         recorded = set(record.patches) if record else set()
         wanted = [patch for patch in catalogue if patch.file_spec(relative) and patch.id in enabled | recorded]
+        if not wanted:  # only patches left out of this run (--no-compat) touch it
+            continue
         plans.append(plan_file(package_dir, relative, path.read_bytes(), wanted, record))
     return plans
 
