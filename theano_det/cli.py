@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from theano_det import __version__, operations, runner, sourceplan
+from theano_det import __version__, configfile, operations, runner, sourceplan
 from theano_det import fsutil
 from theano_det import verify as verification
 from theano_det.errors import CannotRun, Refused, TheanoDetError
@@ -92,14 +93,23 @@ def cli():
               help="How long to wait for another theano-det run on the same Theano.")
 @click.option("--no-compat", "no_compat", is_flag=True,
               help="Leave out the compatibility patches (cuDNN 8/9 for Theano 1.0.x's convolutions).")
+@click.option("--no-config", is_flag=True,
+              help="Do not write the deterministic settings into a Theano config file.")
+@click.option("--config-file", metavar="PATH", type=click.Path(dir_okay=False),
+              help="Write the settings into this file (default: the right-most file of THEANORC, "
+                   "else ~/.theanorc).")
 @handle_errors
-def patch(target_choice, dry_run, check, as_json, force, lock_timeout, no_compat):
-    """Rewrite the non-deterministic op calls in the target Theano."""
+def patch(target_choice, dry_run, check, as_json, force, lock_timeout, no_compat, no_config, config_file):
+    """Rewrite the non-deterministic op calls in the target Theano and write deterministic settings."""
     if dry_run and check:
         raise click.UsageError("--dry-run and --check are two ways to write nothing; give one")
+    if no_config and config_file:
+        raise click.UsageError("--no-config and --config-file contradict each other; give one")
     mode = operations.DRY_RUN if dry_run else operations.CHECK if check else operations.WRITE
     target = locate(*target_choice)
-    report = operations.patch(target, mode=mode, force=force, lock_timeout=lock_timeout, compat=not no_compat)
+    config = None if no_config else configfile.choose(os.environ, config_file)
+    report = operations.patch(target, mode=mode, force=force, lock_timeout=lock_timeout, compat=not no_compat,
+                              config=config)
     if as_json:
         emit_json(report.to_json())
     else:
@@ -109,8 +119,11 @@ def patch(target_choice, dry_run, check, as_json, force, lock_timeout, no_compat
             for plan in report.files:
                 if plan.needs_write:
                     click.echo(plan.diff(), nl=False)
+            if report.config is not None and report.config.needs_write:
+                click.echo(report.config.diff(), nl=False)
         show_patch_summary(report)
-    if mode == operations.CHECK and report.changed:
+        show_config_plan(report)
+    if mode == operations.CHECK and report.writes:
         return PENDING
     return OK
 
@@ -139,8 +152,22 @@ def show_patch_summary(report) -> None:
             say(f"{plan.relative}: already patched")
     for note in report.notes:
         say(note)
-    if not report.changed:
+    if not report.writes:
         say("already patched: nothing to do")
+
+
+def show_config_plan(report) -> None:
+    plan = report.config
+    if plan is None:
+        return
+    verb = "set" if report.mode == operations.WRITE else "would set"
+    for change in plan.edit.keys:
+        before = "absent" if change.previous is None else repr(change.previous)
+        say(f"{plan.choice.path}: {verb} [{change.section}] {change.option} = {change.value} (was {before})")
+    if not plan.needs_write:
+        say(f"{plan.choice.path}: the deterministic settings are already there")
+    for note in plan.notes:
+        say(note)
 
 
 @cli.command()
@@ -166,9 +193,32 @@ def unpatch(target_choice, dry_run, as_json, lock_timeout):
             say(f"{plan.relative}: {verb} the original")
         for relative, reason in report.left_alone:
             say(f"{relative}: left alone: {reason}")
+        show_config_restores(report, dry_run)
         for note in report.notes:
             say(note)
     return REFUSED if report.left_alone else OK
+
+
+def show_config_restores(report, dry_run: bool) -> None:
+    for restore in report.config_restores:
+        path = restore.record.path
+        if restore.problem:
+            continue  # listed with the files left alone
+        if dry_run and restore.needs_write:
+            click.echo(restore.diff(), nl=False)
+        verb = "would restore" if dry_run else "restored"
+        if restore.exact and restore.desired is None:
+            say(f"{path}: {'would remove' if dry_run else 'removed'} it (theano-det had created it)")
+        elif restore.exact:
+            say(f"{path}: {verb} the content it had before theano-det")
+        elif restore.restored:
+            say(f"{path}: changed since theano-det patched it: {verb} our settings only "
+                f"({', '.join(restore.restored)}), every other line kept")
+        for key, reason in restore.left_alone:
+            say(f"{path}: {key} left as it is: {reason}")
+        if restore.restored:
+            say(f"note: other Theano installations that use {path} lose these settings too; "
+                "`theano-det status` there tells")
 
 
 @cli.command()
@@ -192,7 +242,28 @@ def status(target_choice, as_json):
             say(note)
         if report.interrupted:
             say("an earlier run was interrupted between writes: run `theano-det patch` or `unpatch` again")
+        show_config_status(report.config_status)
     return code
+
+
+def show_config_status(config) -> None:
+    for problem in config.problems:
+        say(f"config: {problem}")
+    for setting in config.settings:
+        source = "Theano's default" if setting.source == "default" else setting.source
+        line = f"config: {setting.key} = {setting.value or '(empty)'} from {source}: {setting.verdict}"
+        if setting.overridden_by:
+            say(f"warning: {line}; it overrides the deterministic value in {setting.hides}")
+        elif setting.pending:
+            say(line + " (run `theano-det patch`)")
+        elif setting.verdict != "deterministic":
+            say(f"warning: {line} (theano-det does not set {setting.key})")
+        else:
+            say(line)
+    for note in config.notes:
+        say(f"config: {note}")
+    for limit in config.unfixable:
+        say(f"no setting fixes: {limit}")
 
 
 STATE_WORDS = {
@@ -207,10 +278,12 @@ STATE_WORDS = {
 
 
 def status_code(report) -> int:
+    """3 (something refused) beats 1 (something pending) beats 0, over source files and settings."""
     states = {plan.state for plan in report.files}
-    if states & sourceplan.REFUSED:
+    config = report.config_status
+    if states & sourceplan.REFUSED or (config is not None and config.problems):
         return REFUSED
-    if states - {sourceplan.PATCHED} or report.interrupted:
+    if states - {sourceplan.PATCHED} or report.interrupted or (config is not None and config.pending):
         return PENDING
     return OK
 

@@ -36,10 +36,64 @@ class FileRecord:
 
 
 @dataclass
+class ConfigRecord:
+    """What theano-det set in one Theano config file (see configfile and theanorc)."""
+
+    path: str  # as addressed when patching (a symlink stays one)
+    real_path: str  # the file itself; the key of Manifest.config
+    existed: bool  # False: theano-det created it
+    sha256_before: str | None  # None once someone else changed the file: only our options can be undone
+    backup: str | None  # the bytes before, relative to the state folder; None when the file did not exist
+    sha256_after: str = ""  # what we wrote last
+    keys: list = field(default_factory=list)  # theanorc.KeyChange fields, in the order applied
+    sections_added: list = field(default_factory=list)  # [section, blank line added before it]
+    last_line: str | None = None  # the file's last line when it had no line ending
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+CONFIG_KEY_FIELDS = {"section": str, "option": str, "key": str, "value": str, "added": str}
+CONFIG_KEY_OPTIONAL = ("previous", "previous_lines")  # a string, or null when the option was absent
+
+
+def parse_config_record(real_path: str, entry: dict) -> ConfigRecord:
+    if not isinstance(entry, dict):
+        raise ValueError(f"config record for {real_path} is not an object")
+    keys = []
+    for change in entry["keys"]:
+        for name, kind in CONFIG_KEY_FIELDS.items():
+            if not isinstance(change.get(name), kind):
+                raise ValueError(f"config record for {real_path}: {name} missing or not a string")
+        for name in CONFIG_KEY_OPTIONAL:
+            if change.get(name) is not None and not isinstance(change[name], str):
+                raise ValueError(f"config record for {real_path}: {name} is not a string")
+        keys.append({name: change.get(name) for name in (*CONFIG_KEY_FIELDS, *CONFIG_KEY_OPTIONAL)})
+    backup = entry.get("backup")
+    if backup is not None and (Path(backup).is_absolute() or ".." in Path(backup).parts):
+        raise ValueError(f"backup path {backup!r} leaves the state folder")
+    if not Path(real_path).is_absolute():
+        raise ValueError(f"config path {real_path!r} is not absolute")
+    sections = [[str(section), bool(blank)] for section, blank in entry.get("sections_added", [])]
+    last_line = entry.get("last_line")
+    return ConfigRecord(
+        path=str(entry["path"]),
+        real_path=real_path,
+        existed=bool(entry["existed"]),
+        sha256_before=None if entry.get("sha256_before") is None else str(entry["sha256_before"]),
+        backup=None if backup is None else str(backup),
+        sha256_after=str(entry["sha256_after"]),
+        keys=keys,
+        sections_added=sections,
+        last_line=None if last_line is None else str(last_line),
+    )
+
+
+@dataclass
 class Manifest:
     state: str = "applied"  # "applying" while a transaction runs; left so if it was killed
     files: dict = field(default_factory=dict)  # relative path -> FileRecord
-    config: dict = field(default_factory=dict)  # config file path -> record (see theanorc)
+    config: dict = field(default_factory=dict)  # real path of a config file -> ConfigRecord
     declined: list = field(default_factory=list)  # patch groups left out on purpose (--no-compat)
     target: dict = field(default_factory=dict)
     tool_version: str = __version__
@@ -60,7 +114,7 @@ class Manifest:
             "state": self.state,
             "target": self.target,
             "files": {path: record.to_json() for path, record in sorted(self.files.items())},
-            "config": self.config,
+            "config": {path: record.to_json() for path, record in sorted(self.config.items())},
             "declined_groups": sorted(self.declined),
         }
         return (json.dumps(document, indent=2, sort_keys=False) + "\n").encode("utf-8")
@@ -111,6 +165,7 @@ def parse(raw: bytes) -> Manifest:
     config = document.get("config", {})
     if not isinstance(config, dict):
         raise ValueError("config is not an object")
+    config = {path: parse_config_record(path, entry) for path, entry in config.items()}
     declined = document.get("declined_groups", [])
     if not isinstance(declined, list) or not all(isinstance(group, str) for group in declined):
         raise ValueError("declined_groups is not a list of names")

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theano_det import catalog, manifest as manifests, sourceplan
+from theano_det import catalog, configfile, effective_config, manifest as manifests, sourceplan
 from theano_det.errors import Refused
 from theano_det.fsutil import TEMP_SUFFIX, remove_stale_bytecode, remove_stale_temporaries, sha256_bytes
 from theano_det.manifest import FileRecord, Manifest, state_dir
@@ -29,13 +29,21 @@ class Report:
     target: Target
     mode: str
     files: list = field(default_factory=list)  # FilePlans
-    changed: list = field(default_factory=list)  # relative paths written (or that would be)
+    changed: list = field(default_factory=list)  # source files written (or that would be), relative
     left_alone: list = field(default_factory=list)  # (relative path, reason)
     notes: list = field(default_factory=list)
     interrupted: bool = False  # an earlier run was killed between writes
+    config: configfile.ConfigPlan | None = None  # patch: the config file change
+    config_restores: list = field(default_factory=list)  # unpatch: configfile.ConfigRestore
+    config_status: effective_config.ConfigStatus | None = None  # status: effective settings
+
+    @property
+    def writes(self) -> bool:
+        """Something to write: a source file or the config file."""
+        return bool(self.changed) or (self.config is not None and self.config.needs_write)
 
     def to_json(self) -> dict:
-        return {
+        document = {
             "target": self.target.to_json(),
             "mode": self.mode,
             "files": [plan.to_json() for plan in self.files],
@@ -44,6 +52,13 @@ class Report:
             "notes": self.notes,
             "interrupted": self.interrupted,
         }
+        if self.config is not None:
+            document["config"] = self.config.to_json()
+        if self.config_restores:
+            document["config_restores"] = [restore.to_json() for restore in self.config_restores]
+        if self.config_status is not None:
+            document["config_status"] = self.config_status.to_json()
+        return document
 
 
 def enabled_patches(catalogue: list, declined: list) -> set:
@@ -59,7 +74,7 @@ def declined_groups(compat: bool, manifest: Manifest | None, catalogue: list) ->
     return [] if COMPAT_GROUP in applied else [COMPAT_GROUP]
 
 
-def status(target: Target) -> Report:
+def status(target: Target, environ=None) -> Report:
     catalogue = catalog.load_all()
     manifest = manifests.load(target.package_dir)
     declined = manifest.declined if manifest else []
@@ -67,6 +82,8 @@ def status(target: Target) -> Report:
     report = Report(target, "status", files=plans)
     report.interrupted = bool(manifest and manifest.state == "applying")
     report.notes += left_out_notes(target, catalogue, declined)
+    written = tuple(record.path for record in manifest.config.values()) if manifest else ()
+    report.config_status = effective_config.evaluate(target, environ, written=written)
     return report
 
 
@@ -80,11 +97,14 @@ def left_out_notes(target: Target, catalogue: list, declined: list) -> list:
 
 
 def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool = True,
-          lock_timeout: float = 60.0) -> Report:
+          lock_timeout: float = 60.0, config: configfile.ConfigChoice | None = None) -> Report:
+    """`config`: the config file to write our settings into (configfile.choose); None: no config."""
     catalogue = catalog.load_all()
     enabled = enabled_patches(catalogue, [] if compat else [COMPAT_GROUP])
     if mode != WRITE:
-        report = plan_patch(target, catalogue, enabled, manifests.load(target.package_dir), mode, force)
+        config_plan = plan_config(target, config)  # first: a refused config file costs no source planning
+        report = with_config(plan_patch(target, catalogue, enabled, manifests.load(target.package_dir), mode, force),
+                             config_plan)
         report.notes += left_out_notes(target, catalogue, [] if compat else [COMPAT_GROUP])
         return report
     folder = state_dir(target.package_dir)
@@ -93,10 +113,11 @@ def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool =
             manifest = manifests.load(target.package_dir)
             declined = declined_groups(compat, manifest, catalogue)
             remove_leftovers(target, catalogue, manifest)
-            report = plan_patch(target, catalogue, enabled, manifest, mode, force)
+            config_plan = plan_config(target, config)
+            report = with_config(plan_patch(target, catalogue, enabled, manifest, mode, force), config_plan)
             unfinished = manifest is not None and manifest.state == "applying"
             choice_changed = manifest is not None and manifest.declined != declined
-            if report.changed or unfinished or choice_changed:
+            if report.writes or unfinished or choice_changed:
                 manifest = manifest or Manifest()
                 manifest.declined = declined
                 commit_patch(target, report, manifest)
@@ -140,6 +161,17 @@ def compat_only(plans: list, catalogue: list) -> bool:
     )
 
 
+def plan_config(target: Target, config: configfile.ConfigChoice | None) -> configfile.ConfigPlan | None:
+    return None if config is None else configfile.plan_patch(target, config)
+
+
+def with_config(report: Report, config_plan: configfile.ConfigPlan | None) -> Report:
+    """The config file change joins the source plan (one transaction, one report)."""
+    if config_plan is not None:
+        report.config = config_plan
+    return report
+
+
 def plan_or_refuse_unknown(target, catalogue, enabled, manifest) -> list:
     plans = sourceplan.plan_files(target.package_dir, catalogue, enabled, manifest)
     if not plans:
@@ -174,11 +206,15 @@ def commit_patch(target: Target, report: Report, manifest: Manifest) -> None:
             mode=file_mode(plan.path),
             backup=backup,
         )
+    if report.config is not None:
+        configfile.record_patch(transaction, report.config, manifest, folder)
     manifest.state = "applying"
     transaction.write(path, manifest.to_bytes(), mode=MANIFEST_MODE)
     for plan in report.files:
         if plan.needs_write:
             transaction.write(plan.path, plan.desired)
+    if report.config is not None:
+        configfile.write_patch(transaction, report.config)
     manifest.state = "applied"
     transaction.write(path, manifest.to_bytes(), mode=MANIFEST_MODE)
     transaction.check_writable()
@@ -229,6 +265,10 @@ def plan_unpatch(target: Target, manifest: Manifest | None, mode: str) -> Report
             report.left_alone.append((relative, "the file no longer exists"))
         else:
             report.left_alone.append((relative, "changed by someone else since theano-det patched it"))
+    report.config_restores = configfile.plan_unpatch(manifest, state_dir(target.package_dir))
+    for restore in report.config_restores:
+        if restore.problem:
+            report.left_alone.append((restore.record.path, restore.problem))
     return report
 
 
@@ -241,6 +281,7 @@ def commit_unpatch(target: Target, report: Report, manifest: Manifest) -> None:
     for relative in list(manifest.files):
         if relative not in kept:
             transaction.remove(folder / manifest.files.pop(relative).backup)
+    configfile.stage_unpatch(transaction, report.config_restores, manifest, folder)
     path = manifests.manifest_path(target.package_dir)
     if manifest.is_empty():
         transaction.remove(path)
@@ -258,6 +299,8 @@ def remove_leftovers(target: Target, catalogue: list, manifest: Manifest | None)
     relatives |= set(manifest.files) if manifest else set()
     for relative in relatives:
         remove_stale_temporaries(target.package_dir / relative)
+    for config_path in manifest.config if manifest else ():
+        remove_stale_temporaries(Path(config_path))
     for stale in state_dir(target.package_dir).rglob("*" + TEMP_SUFFIX):
         stale.unlink()
 

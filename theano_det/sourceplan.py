@@ -80,15 +80,16 @@ class FilePlan:
         }
 
 
-def unified_diff(relative: str, before: bytes, after: bytes) -> str:
-    """A `git diff`-style unified diff, paths relative to the package with a/ and b/."""
+def unified_diff(relative: str, before: bytes, after: bytes, labels: tuple | None = None) -> str:
+    """A `git diff`-style unified diff, paths relative to the package with a/ and b/ (or `labels`)."""
     if before == after:
         return ""
+    fromfile, tofile = labels or ("a/" + relative, "b/" + relative)
     lines = difflib.unified_diff(
         before.decode("utf-8", "surrogateescape").splitlines(keepends=True),
         after.decode("utf-8", "surrogateescape").splitlines(keepends=True),
-        fromfile="a/" + relative,
-        tofile="b/" + relative,
+        fromfile=fromfile,
+        tofile=tofile,
     )
     return "".join(line if line.endswith(("\n", "\r")) else line + "\n\\ No newline at end of file\n" for line in lines)
 
