@@ -241,13 +241,16 @@ def test_theano_reads_the_image_config(runtime):
     result = runtime.python(
         "import theano; c = theano.config\n"
         "print(c.device, c.floatX, c.base_compiledir, repr(c.blas.ldflags))\n"
-        "print(c.cuda.root, c.dnn.include_path, c.dnn.library_path, c.dnn.enabled)\n")
+        "print(c.cuda.root, c.dnn.include_path, c.dnn.library_path, c.dnn.enabled)\n"
+        "print(c.deterministic, c.dnn.conv.algo_bwd_filter, c.dnn.conv.algo_bwd_data, c.optimizer_excluding)\n")
     assert result.returncode == 0, result.stderr
     cuda = runtime.prefix / "cuda"
-    assert result.stdout.splitlines() == [
-        f"cuda float32 {THEANO_COMPILEDIR} ''",
-        f"{cuda} {cuda}/include {cuda}/lib64 False",
-    ]
+    written, ours, deterministic = result.stdout.splitlines()
+    assert written == f"cuda float32 {THEANO_COMPILEDIR} ''"
+    assert ours == f"{cuda} {cuda}/include {cuda}/lib64 False"
+    # added to the same file by `theano-det patch` at build time
+    assert deterministic.split()[:3] == ["more", "deterministic", "deterministic"]
+    assert "local_gpua_pool_dnn_grad_stride" in deterministic.split()[3]
     # device=cuda with no GPU: Theano says so and goes on with the CPU
     assert "Could not initialize pygpu" in result.stderr
 
@@ -469,7 +472,7 @@ def test_theano_compiles_and_links_against_cudnn_with_the_image_config(cuda_runt
     assert result.stdout.splitlines() == ["(True, None)", str(major * 10000 + minor * 100 + patch)]
 
 
-CONV_OPS = ["conv_fwd_2d", "conv_gw_2d", "conv_gi_2d", "conv_fwd_3d", "conv_gw_3d", "conv_gi_3d"]
+CONV_OPS = ["conv_fwd_2d", "conv_gw_2d", "conv_gi_2d", "conv_fwd_3d", "conv_gi_3d"]
 
 
 @pytest.mark.slow
@@ -484,7 +487,11 @@ def test_patched_cudnn_convolutions_compile_against_the_image_cudnn(cuda_runtime
                               str(major * 10000 + minor * 100 + patch),
                               env=cuda_runtime.env(THEANO_FLAGS="device=cpu"))
     assert result.returncode == 0, result.stderr
-    ops = {op["name"]: op for op in json.loads((tmp_path / "index.json").read_text())["ops"]}
+    index = json.loads((tmp_path / "index.json").read_text())
+    ops = {op["name"]: op for op in index["ops"]}
+    # The image's algo_bwd_filter=deterministic has no 3-D algorithm: Theano refuses that op.
+    refused = {entry["name"]: entry["error"] for entry in index["refused"]}
+    assert "can't be used for 3d convolutions" in refused["conv_gw_3d"]
     for name in CONV_OPS:
         assert f"-I{cuda_runtime.prefix}/cuda/include" in ops[name]["args"]
         compiled = cuda_runtime.run("g++", "-fsyntax-only", *ops[name]["args"], ops[name]["source"])
