@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 from dataclasses import dataclass, field
 
-from theano_det import detsettings
+from theano_det import detsettings, effective_config
 from theano_det.errors import CannotRun
 from theano_det.seeding import STARTUP_DIR, check_seed
 from theano_det.target import Target, locate
@@ -111,20 +110,8 @@ def merge_flags(user: str, ours: dict) -> tuple:
 
 
 def parse_flags(text: str) -> dict:
-    """THEANO_FLAGS as Theano 1.0 reads it (comma-separated, shell quoting), keys canonical."""
-    try:
-        splitter = shlex.shlex(text, posix=True)
-        splitter.whitespace = ","
-        splitter.whitespace_split = True
-        pairs = list(splitter)
-    except ValueError:  # unbalanced quotes: Theano would fail too; read it as older Theanos do
-        pairs = text.split(",")
-    values = {}
-    for pair in pairs:
-        key, equals, value = pair.strip().partition("=")
-        if equals:
-            values[canonical(key)] = value
-    return values
+    """THEANO_FLAGS as Theano reads it, keys canonical (see effective_config.parse_flags)."""
+    return {canonical(key): value for key, value in effective_config.parse_flags(text).items()}
 
 
 def canonical(key: str) -> str:
