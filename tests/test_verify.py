@@ -61,6 +61,18 @@ def test_verify_runs_every_check_on_the_cpu(tmp_path):
         assert line in done.stderr
 
 
+def test_verify_under_run_is_not_reseeded_by_runs_bootstrap():
+    """run's bootstrap reseeds streams by where they are made; the probe's check and its
+    float64 reference must still draw from the same seed (they did not: exit 1)."""
+    env = dict(os.environ, THEANO_FLAGS=os.environ["THEANO_FLAGS"] + ",floatX=float32")
+    done = subprocess.run([sys.executable, "-m", "theano_det", "run", "--seed", "3", "--",
+                           sys.executable, "-m", "theano_det", "verify", "--json", "--repeat", "2", *FAST_CHECK],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    (check,) = json.loads(done.stdout)["checks"]
+    assert check["matches_reference"] is True
+
+
 def test_verify_compare_says_whether_outputs_are_reproduced(tmp_path):
     saved = tmp_path / "there.json"
     done, document = verify_json(*FAST_CHECK, "--save", saved)
