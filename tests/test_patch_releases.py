@@ -135,3 +135,33 @@ def test_check_exits_1_when_something_would_change_and_0_after_patching(release_
     assert tree_hashes(package.parent) == before
     assert run_cli("patch", "--theano-dir", package).returncode == 0
     assert run_cli("patch", "--check", "--theano-dir", package).returncode == 0
+
+
+def test_patch_keeps_modes_drops_stale_bytecode_and_records_a_manifest(release_copy):
+    package = release_copy("1.0.5")
+    opt = package / "gpuarray/opt.py"
+    opt.chmod(0o640)
+    original = opt.read_bytes()
+    cache = package / "gpuarray/__pycache__"
+    cache.mkdir(exist_ok=True)
+    stale = [cache / "opt.cpython-311.pyc", package / "gpuarray/opt.pyc"]
+    unrelated = cache / "basic_ops.cpython-311.pyc"
+    for path in [*stale, unrelated]:
+        path.write_bytes(b"compiled from the old source")
+
+    assert run_cli("patch", "--no-compat", "--no-config", "--theano-dir", package).returncode == 0
+    assert oct(opt.stat().st_mode & 0o777) == oct(0o640)
+    assert [path.exists() for path in stale] == [False, False] and unrelated.exists()
+    manifest = json.loads((package / ".theano-det/manifest.json").read_text())
+    record = manifest["files"]["gpuarray/opt.py"]
+    assert record["patches"] == ["dev20-calls"]
+    assert record["sha256_before"] == hashlib.sha256(original).hexdigest()
+    assert record["sha256_after"] == hashlib.sha256(opt.read_bytes()).hexdigest()
+    assert record["mode"] == 0o640
+    assert manifest["tool_version"] and manifest["created"] and manifest["state"] == "applied"
+    assert (package / ".theano-det" / record["backup"]).read_bytes() == original
+
+    stale[0].write_bytes(b"compiled from the patched source")
+    assert run_cli("unpatch", "--theano-dir", package).returncode == 0
+    assert opt.read_bytes() == original and oct(opt.stat().st_mode & 0o777) == oct(0o640)
+    assert not stale[0].exists() and unrelated.exists()
