@@ -52,6 +52,24 @@ def test_another_stream_made_elsewhere_does_not_shift_the_other_streams():
     assert draws("--seed", 7, script_args=["--extra-stream"]) == draws("--seed", 7)
 
 
+EXPLICIT_SEEDS = """
+from theano.sandbox.rng_mrg import MRG_RandomStreams
+from theano.tensor.shared_randomstreams import RandomStreams
+a, b = MRG_RandomStreams(seed=5), MRG_RandomStreams(5)
+c, d = RandomStreams(seed=11), RandomStreams(11)
+print(a.rstate.tolist() == b.rstate.tolist() == MRG_RandomStreams.__new__(MRG_RandomStreams).__class__(5).rstate.tolist())
+print(c.gen_seedgen.randint(2 ** 30) == d.gen_seedgen.randint(2 ** 30))
+print(MRG_RandomStreams().rstate.tolist() != [12345] * 6)
+"""
+
+
+def test_streams_made_with_a_seed_keep_it_and_only_the_others_get_ours():
+    """A program may rely on two streams sharing a seed; run must not give them different ones."""
+    done = run_cli("run", "--seed", "3", "--", sys.executable, "-c", EXPLICIT_SEEDS)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "True"]
+
+
 def test_the_exit_status_is_the_commands():
     done = run_cli("run", "--", sys.executable, "-c", "import sys; sys.exit(3)")
     assert done.returncode == 3

@@ -8,7 +8,6 @@ renders the table people read. It prints nothing: the CLI does.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -16,8 +15,6 @@ from pathlib import Path
 
 from theano_det.errors import CannotRun, Refused
 from theano_det.intarget import graph_audit, verify_probe
-from theano_det.runner import SEED_VARIABLE
-from theano_det.seeding import STARTUP_DIR
 
 PROBE = Path(verify_probe.__file__)
 CHECK_NAMES = verify_probe.CHECK_NAMES
@@ -54,7 +51,7 @@ def run_probe(python: str, repeat: int = DEFAULT_REPEAT, require_gpu: bool = Fal
             command += ["--check", name]
         try:
             # stderr passes through (progress, Theano's messages); stdout is kept for the caller.
-            done = subprocess.run(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=probe_environment(),
+            done = subprocess.run(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                   text=True, timeout=PROBE_TIMEOUT, check=False)
         except (OSError, subprocess.TimeoutExpired) as error:
             raise CannotRun(f"cannot run the verify probe with {python}: {error}") from error
@@ -68,24 +65,6 @@ def run_probe(python: str, repeat: int = DEFAULT_REPEAT, require_gpu: bool = Fal
         except ValueError as error:
             raise CannotRun(f"the verify probe wrote a document we cannot read: {error}") from error
     return ProbeRun(document, done.stdout)
-
-
-def probe_environment(environ=None) -> dict:
-    """This environment without `theano-det run`'s start-up bootstrap.
-
-    The probe seeds its own streams; the bootstrap would reseed them by where they
-    are made, giving the checked graph and its float64 reference different seeds.
-    The Theano settings (THEANO_FLAGS, THEANORC) are what verify checks: they stay.
-    """
-    env = dict(os.environ if environ is None else environ)
-    env.pop(SEED_VARIABLE, None)
-    kept = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep)
-            if entry and Path(entry).resolve() != STARTUP_DIR.resolve()]
-    if kept:
-        env["PYTHONPATH"] = os.pathsep.join(kept)
-    else:
-        env.pop("PYTHONPATH", None)
-    return env
 
 
 def load_document(path: Path) -> dict:

@@ -23,8 +23,6 @@ What is seeded, and from what:
 
 import functools
 import gc
-import hashlib
-import importlib.abc
 import random
 import sys
 import threading
@@ -54,6 +52,8 @@ _created = []  # streams seeded as they were made: report entries
 
 def derive(seed, key, low, high):
     """An integer in [low, high) that depends only on `seed` and `key`."""
+    import hashlib  # here, not at start-up: the bootstrap runs in every Python process under `run`
+
     digest = hashlib.sha256(("%d\0%s" % (seed, key)).encode("utf-8")).digest()
     return low + int.from_bytes(digest[:8], "big") % (high - low)
 
@@ -106,7 +106,7 @@ def creation_site():
     return "?"
 
 
-def on_stream_created(stream, class_name, kind):
+def on_stream_created(stream, class_name, kind, explicit_seed):
     with _lock:
         if _seed is None or KEY_ATTRIBUTE in vars(stream):
             return
@@ -115,6 +115,12 @@ def on_stream_created(stream, class_name, kind):
         _site_counts[(class_name, site)] = count + 1
         key = "%s@%s#%d" % (class_name, site, count)
         vars(stream)[KEY_ATTRIBUTE] = key
+        if explicit_seed:
+            # Made with a seed: reproducible already (Keras and Lasagne draw it from the
+            # seeded numpy), and a program may rely on two streams sharing one. Kept;
+            # only seed_all() reseeds existing streams whatever they were made with.
+            _created.append(entry(class_name, None, key, "kept the seed it was made with"))
+            return
         derived = stream_seed(_seed, key, kind)
         note = reseed_stream(stream, kind, derived)
         _created.append(entry(class_name, derived, key, note))
@@ -130,7 +136,8 @@ def patch_stream_class(cls, kind):
     @functools.wraps(original)
     def __init__(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        on_stream_created(self, class_name, kind)
+        # `seed` is the first parameter of every stream class
+        on_stream_created(self, class_name, kind, (args[0] if args else kwargs.get("seed")) is not None)
 
     setattr(__init__, ORIGINAL_ATTRIBUTE, original)
     cls.__init__ = __init__
@@ -151,8 +158,10 @@ def stream_classes():
 # --- acting when a module is imported -----------------------------------------------
 
 
-class _AfterImport(importlib.abc.MetaPathFinder):
-    """Runs a callback right after a watched module has been executed."""
+# Plain classes, not importlib.abc's: importing that module costs more than the rest of
+# the bootstrap, in every Python process under `theano-det run`.
+class _AfterImport(object):
+    """A meta path finder that runs a callback right after a watched module has been executed."""
 
     def __init__(self):
         self.callbacks = {}
@@ -172,7 +181,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         return None
 
 
-class _CallbackLoader(importlib.abc.Loader):
+class _CallbackLoader(object):
     def __init__(self, loader, callback):
         self.loader = loader
         self.callback = callback
