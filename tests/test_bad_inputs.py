@@ -98,7 +98,8 @@ def test_a_folder_that_is_not_a_theano_package_cannot_be_used(tmp_path):
 
 
 @pytest.mark.parametrize("damage", [b"{not json", b'{"format": 99, "state": "applied", "files": {}}',
-                                    b'{"format": 1, "state": "applied", "files": {"x": {}}}'])
+                                    b'{"format": 1, "state": "applied", "files": {"x": {}}}',
+                                    b'{"format": 1, "state": "applied", "files": []}'])
 def test_a_damaged_manifest_is_refused_by_every_command(release_copy, damage):
     package = release_copy("1.0.5")
     assert run_cli("patch", "--theano-dir", package).returncode == 0

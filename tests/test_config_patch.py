@@ -221,7 +221,7 @@ def test_unpatch_after_the_user_edited_the_file_restores_our_settings_only(relea
                   + "[lasagne]\nrandom_seed = 1\n")
     done = run_cli("unpatch", "--theano-dir", package)
     assert done.returncode == 0, done.stderr
-    assert "changed since theano-det patched it: restored our settings only" in done.stderr
+    assert "changed since theano-det patched it: restored what our settings replaced, nothing else" in done.stderr
     assert "dnn.conv.algo_bwd_data left as it is: changed since theano-det set it (now 'fft_tiling')" in done.stderr
     values = rc_values(rc)
     assert values["dnn.conv.algo_bwd_filter"] == "none" and values["dnn.conv.algo_bwd_data"] == "fft_tiling"

@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT, run_cli
 from test_patch_releases import tree_hashes
 from theano_det import operations, transaction
+from theano_det.errors import Refused
 from theano_det.target import describe_package
 
 REAL_REPLACE, REAL_STAGE = os.replace, transaction.stage
@@ -45,11 +46,38 @@ def test_a_failure_at_any_write_leaves_the_tree_pristine(release_copy, monkeypat
     else:  # after `failing_write` files were swapped in
         wrapper, _ = failing_once_at(failing_write, REAL_REPLACE, lambda: OSError(5, "Input/output error"))
         monkeypatch.setattr(os, "replace", wrapper)
-    with pytest.raises(OSError):
+    with pytest.raises(Refused, match="nothing was changed") as refusal:
         operations.patch(describe_package(package))
+    assert isinstance(refusal.value.__cause__, OSError)
     monkeypatch.undo()
     assert tree_hashes(package.parent) == pristine
     assert not (package / ".theano-det").exists()
+    assert not list(package.parent.rglob("*.theano-det-*"))
+
+
+DISK_FULL_RUN = textwrap.dedent("""
+    import errno, sys
+    from theano_det import cli, transaction
+    real = transaction.stage
+    def stage(target, data, mode=None):
+        if target.name == "opt.py":
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        return real(target, data, mode)
+    transaction.stage = stage
+    sys.exit(cli.main(sys.argv[1:]))
+""")
+
+
+def test_a_full_disk_is_a_clear_refusal_on_the_command_line(release_copy):
+    package = release_copy("1.0.5")
+    pristine = tree_hashes(package.parent)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", DISK_FULL_RUN, "patch", "--theano-dir", str(package)],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 3, done.stderr
+    assert "No space left on device" in done.stderr and "nothing was changed" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert tree_hashes(package.parent) == pristine
 
 
 def test_the_write_count_above_is_the_real_one(release_copy, monkeypatch):
@@ -139,6 +167,7 @@ def test_a_held_lock_makes_a_second_run_wait_then_refuse(release_copy):
     before = tree_hashes(package.parent)
     with transaction.locked(package / ".theano-det", timeout=1):
         done = run_cli("patch", "--lock-timeout", "0.5", "--theano-dir", package)
+        assert (package / ".theano-det/lock").exists()  # the refused run left the holder's lock alone
     assert done.returncode == 3
     assert "another theano-det run holds" in done.stderr
     assert (package / "gpuarray/opt.py").read_bytes() == (release_copy("1.0.5", "fresh") / "gpuarray/opt.py").read_bytes()

@@ -142,6 +142,17 @@ def test_bad_inputs_get_a_message_and_their_exit_code(tmp_path):
     assert done.returncode == 2 and "does not exist" in done.stderr
     assert run_cli("verify", "--repeat", "1").returncode == 2
     assert run_cli("verify", "--check", "nothing").returncode == 2
+    checks_not_objects = tmp_path / "odd.json"
+    checks_not_objects.write_text('{"checks": [5]}')
+    done = run_cli("verify", "--compare", checks_not_objects)
+    assert done.returncode == 3 and "not a verify document" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_save_file_that_cannot_be_written_is_refused_without_a_traceback():
+    # /proc exists and is a folder, but no file can be created in it (not even by root)
+    done = run_cli("verify", "--repeat", "2", *FAST_CHECK, "--save", "/proc/theano-det-verify.json")
+    assert done.returncode == 3, done.stderr
+    assert "cannot write" in done.stderr and "Traceback" not in done.stderr
 
 
 # --- in process ----------------------------------------------------------------------

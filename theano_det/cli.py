@@ -18,6 +18,7 @@ from theano_det import fsutil
 from theano_det import verify as verification
 from theano_det.errors import CannotRun, Refused, TheanoDetError
 from theano_det.process import replace_process
+from theano_det.seeding import SEED_RANGE
 from theano_det.target import locate
 
 # Exit codes, the same for every command (see README "Exit codes").
@@ -212,7 +213,7 @@ def show_config_restores(report, dry_run: bool) -> None:
         elif restore.exact:
             say(f"{path}: {verb} the content it had before theano-det")
         elif restore.restored:
-            say(f"{path}: changed since theano-det patched it: {verb} our settings only "
+            say(f"{path}: changed since theano-det patched it: {verb} what our settings replaced, nothing else "
                 f"({', '.join(restore.restored)}), every other line kept")
         for key, reason in restore.left_alone:
             say(f"{path}: {key} left as it is: {reason}")
@@ -289,7 +290,7 @@ def status_code(report) -> int:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(SEED_RANGE[0], SEED_RANGE[-1]), default=0, show_default=True,
               help="Seed for PYTHONHASHSEED, random, numpy and every Theano random stream.")
 @click.option("--python", "python", metavar="PATH",
               help="Compute the Theano settings for this interpreter's Theano (default: the command's "
@@ -370,7 +371,10 @@ def verify_command(python, repeat, as_json, require_gpu, save, compare_with, che
     if document.get("hint"):
         say(f"hint: {document['hint']}")
     if save:
-        fsutil.atomic_write(Path(save), (json.dumps(document, indent=2, default=str) + "\n").encode("utf-8"))
+        try:
+            fsutil.atomic_write(Path(save), (json.dumps(document, indent=2, default=str) + "\n").encode("utf-8"))
+        except OSError as error:
+            raise Refused(f"cannot write {save}: {error.strerror or error}") from error
     if as_json:
         emit_json(document)
     return code

@@ -28,6 +28,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from theano_det.target import BACKENDS
+
 ALGO_BWD_FILTER = "dnn.conv.algo_bwd_filter"
 ALGO_BWD_DATA = "dnn.conv.algo_bwd_data"
 ALGO_FWD = "dnn.conv.algo_fwd"
@@ -42,7 +44,7 @@ EXCLUDING_SEPARATOR = ":"  # Theano splits optimizer_excluding on ':'
 # Files that declare config variables (0.7.0 declares dnn flags in sandbox/cuda/dnn.py,
 # optimizer_excluding in compile/mode.py).
 DECLARING_FILES = ("configdefaults.py", "compile/mode.py")
-BACKEND_FOLDERS = ("sandbox/cuda", "sandbox/gpuarray", "gpuarray")
+BACKEND_FOLDERS = BACKENDS
 DECLARE_CALLS = {"AddConfigVar", "add"}  # AddConfigVar(name, ...) and PyMC's config.add(name, ...)
 POOL_GRAD_OP = "GpuDnnPoolGrad"
 MAX_POOL_GRAD_CLASS = re.compile(r"Max\w*Grad$")  # MaxPoolGrad, GpuDownsampleFactorMaxGrad, ...

@@ -11,6 +11,9 @@ from pathlib import Path
 # Our temporary files carry this suffix so that a later run can recognise and remove
 # the ones a killed run left behind.
 TEMP_SUFFIX = ".theano-det-tmp"
+# The second name of an original while a transaction swaps its file. After a failed
+# roll-back it may be the only copy: clean-ups take it only when it holds nothing else.
+KEPT_SUFFIX = ".theano-det-kept"
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -62,13 +65,19 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     fsync_dir(target.parent)
 
 
-def remove_stale_temporaries(path: Path) -> None:
-    """Delete temporary files a killed run left beside `path`."""
+def remove_stale_temporaries(path: Path, known_digests=frozenset()) -> None:
+    """Delete what a killed run left beside `path`: staged files, and kept originals
+    whose bytes are the file's current ones or a version recorded elsewhere (`known_digests`)."""
     target = real_path(path)
-    if target.parent.is_dir():
-        for stale in target.parent.glob("." + target.name + ".*" + TEMP_SUFFIX):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
+    if not target.parent.is_dir():
+        return
+    current = sha256_file(target) if target.is_file() else None
+    for stale in target.parent.glob("." + target.name + ".*" + TEMP_SUFFIX):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    for kept in target.parent.glob("." + target.name + ".*" + KEPT_SUFFIX):
+        if sha256_file(kept) in {current, *known_digests}:
+            kept.unlink()
 
 
 def fsync_dir(folder: Path) -> None:

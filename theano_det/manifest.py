@@ -135,7 +135,7 @@ def load(package_dir: Path) -> Manifest | None:
         raise Refused(f"cannot read {path}: {error.strerror}") from error
     try:
         return parse(raw)
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # any shape we did not write
         raise Refused(
             f"the manifest {path} is damaged ({error}); it records what theano-det changed, "
             "so nothing was done",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from theano_det import catalog, configfile, effective_config, manifest as manifests, sourceplan
 from theano_det.errors import Refused
-from theano_det.fsutil import TEMP_SUFFIX, remove_stale_bytecode, remove_stale_temporaries, sha256_bytes
+from theano_det.fsutil import KEPT_SUFFIX, TEMP_SUFFIX, remove_stale_bytecode, remove_stale_temporaries, sha256_bytes
 from theano_det.manifest import FileRecord, Manifest, state_dir
 from theano_det.target import Target
 from theano_det.transaction import Transaction, locked
@@ -100,31 +100,38 @@ def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool =
           lock_timeout: float = 60.0, config: configfile.ConfigChoice | None = None) -> Report:
     """`config`: the config file to write our settings into (configfile.choose); None: no config."""
     catalogue = catalog.load_all()
-    enabled = enabled_patches(catalogue, [] if compat else [COMPAT_GROUP])
     if mode != WRITE:
         config_plan = plan_config(target, config)  # first: a refused config file costs no source planning
-        report = with_config(plan_patch(target, catalogue, enabled, manifests.load(target.package_dir), mode, force),
-                             config_plan)
-        report.notes += left_out_notes(target, catalogue, [] if compat else [COMPAT_GROUP])
-        return report
+        return plan_patch_with_config(target, catalogue, manifests.load(target.package_dir), mode, force,
+                                      compat, config_plan)
     folder = state_dir(target.package_dir)
-    try:
-        with locked(folder, lock_timeout):
+    with locked(folder, lock_timeout):
+        try:
             manifest = manifests.load(target.package_dir)
-            declined = declined_groups(compat, manifest, catalogue)
             remove_leftovers(target, catalogue, manifest)
             config_plan = plan_config(target, config)
-            report = with_config(plan_patch(target, catalogue, enabled, manifest, mode, force), config_plan)
+            report = plan_patch_with_config(target, catalogue, manifest, mode, force, compat, config_plan)
+            declined = declined_groups(compat, manifest, catalogue)
             unfinished = manifest is not None and manifest.state == "applying"
             choice_changed = manifest is not None and manifest.declined != declined
             if report.writes or unfinished or choice_changed:
                 manifest = manifest or Manifest()
                 manifest.declined = declined
                 commit_patch(target, report, manifest)
-            report.notes += left_out_notes(target, catalogue, declined)
             return report
-    finally:
-        remove_state_dir_if_unused(folder)
+        finally:  # only the run holding the lock may remove it
+            remove_state_dir_if_unused(folder)
+
+
+def plan_patch_with_config(target, catalogue, manifest, mode, force, compat, config_plan) -> Report:
+    declined = declined_groups(compat, manifest, catalogue)
+    report = with_config(plan_patch(target, catalogue, enabled_patches(catalogue, declined), manifest, mode, force),
+                         config_plan)
+    report.notes += left_out_notes(target, catalogue, declined)
+    if not compat and not declined:
+        report.notes.append(f"--no-{COMPAT_GROUP}: the {COMPAT_GROUP} patches applied earlier stay; "
+                            f"`theano-det unpatch` then `theano-det patch --no-{COMPAT_GROUP}` removes them")
+    return report
 
 
 def plan_patch(target, catalogue, enabled, manifest, mode, force) -> Report:
@@ -195,9 +202,10 @@ def commit_patch(target: Target, report: Report, manifest: Manifest) -> None:
         old = manifest.files.get(plan.relative)
         backup = f"backup/{plan.relative}"
         if old is None or old.sha256_before != sha256_bytes(plan.original):
-            if old is not None:  # --force took the file as it is: keep the older original too
-                transaction.write(folder / f"{backup}.superseded-{old.sha256_before[:12]}",
-                                  (folder / old.backup).read_bytes() if (folder / old.backup).is_file() else b"")
+            if old is not None:  # --force took the file as it is now for the original
+                report.notes.append(f"{plan.relative}: --force keeps the file as it was before this run as "
+                                    "the original; the earlier one (the released file) comes back by "
+                                    "reinstalling Theano")
             transaction.write(folder / backup, plan.original, mode=file_mode(plan.path))
         manifest.files[plan.relative] = FileRecord(
             patches=plan.patch_ids,
@@ -230,16 +238,16 @@ def unpatch(target: Target, mode: str = WRITE, lock_timeout: float = 60.0) -> Re
     folder = state_dir(target.package_dir)
     if not folder.exists():
         return Report(target, mode, notes=["not patched: nothing to undo"])
-    try:
-        with locked(folder, lock_timeout):
+    with locked(folder, lock_timeout):
+        try:
             manifest = manifests.load(target.package_dir)
             remove_leftovers(target, catalog.load_all(), manifest)
             report = plan_unpatch(target, manifest, mode)
             if manifest is not None:
                 commit_unpatch(target, report, manifest)
             return report
-    finally:
-        remove_state_dir_if_unused(folder)
+        finally:  # only the run holding the lock may remove it
+            remove_state_dir_if_unused(folder)
 
 
 def plan_unpatch(target: Target, manifest: Manifest | None, mode: str) -> Report:
@@ -283,6 +291,7 @@ def commit_unpatch(target: Target, report: Report, manifest: Manifest) -> None:
             transaction.remove(folder / manifest.files.pop(relative).backup)
     configfile.stage_unpatch(transaction, report.config_restores, manifest, folder)
     path = manifests.manifest_path(target.package_dir)
+    manifest.state = "applied"  # what is left is as recorded; an earlier interrupted run is over
     if manifest.is_empty():
         transaction.remove(path)
     else:
@@ -294,15 +303,20 @@ def commit_unpatch(target: Target, report: Report, manifest: Manifest) -> None:
 
 
 def remove_leftovers(target: Target, catalogue: list, manifest: Manifest | None) -> None:
-    """Temporary files of a run that was killed (we hold the lock, so none is in use)."""
+    """What a killed run left (we hold the lock, so nothing is in use): staged files, and
+    kept originals that the backups or the files themselves still hold."""
     relatives = {spec.path for patch in catalogue for spec in patch.files}
     relatives |= set(manifest.files) if manifest else set()
+    records = [*manifest.files.values(), *manifest.config.values()] if manifest else []
+    known = {digest for record in records for digest in (record.sha256_before, record.sha256_after) if digest}
     for relative in relatives:
-        remove_stale_temporaries(target.package_dir / relative)
+        remove_stale_temporaries(target.package_dir / relative, known)
     for config_path in manifest.config if manifest else ():
-        remove_stale_temporaries(Path(config_path))
-    for stale in state_dir(target.package_dir).rglob("*" + TEMP_SUFFIX):
-        stale.unlink()
+        remove_stale_temporaries(Path(config_path), known)
+    # In the state folder everything is ours, and the manifest in place describes the state.
+    for suffix in (TEMP_SUFFIX, KEPT_SUFFIX):
+        for stale in state_dir(target.package_dir).rglob("*" + suffix):
+            stale.unlink()
 
 
 def file_mode(path: Path) -> int:

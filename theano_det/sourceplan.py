@@ -23,7 +23,6 @@ REINSTALLED = "reinstalled"  # was patched, now holds the original again (pendin
 MODIFIED = "modified"  # was patched, then changed by someone else
 UNEXPECTED = "unexpected"  # never patched, but not the file our patch expects (hand-edited?)
 BACKUP_DAMAGED = "backup-damaged"  # our backup of the original is gone or altered
-PENDING = {PRISTINE, OUTDATED, REINSTALLED}
 REFUSED = {MODIFIED, UNEXPECTED, BACKUP_DAMAGED}
 
 

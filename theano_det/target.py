@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
 
@@ -34,7 +34,6 @@ class Target:
     backends: tuple = ()
     python: str | None = None  # the interpreter that imports it; None for --theano-dir
     python_version: str | None = None
-    notes: tuple = field(default=())
 
     def describe(self) -> str:
         version = self.version or "(version unknown)"

@@ -20,7 +20,7 @@ from pathlib import Path
 import filelock
 
 from theano_det.errors import Refused
-from theano_det.fsutil import TEMP_SUFFIX, fsync_dir, real_path, stage
+from theano_det.fsutil import KEPT_SUFFIX, fsync_dir, real_path, stage
 
 LOCK_NAME = "lock"
 
@@ -72,6 +72,10 @@ class Transaction:
                         os.replace(temporary, target)
                     elif kept is not None:
                         os.unlink(target)
+            except OSError as error:  # disk full, permission, I/O: a refusal, not a crash
+                roll_back(swapped)
+                raise Refused(f"cannot write {error.filename or 'a file'}: {error.strerror or error}; "
+                              "every file was put back as it was, nothing was changed") from error
             except BaseException:
                 roll_back(swapped)
                 raise
@@ -103,8 +107,8 @@ def roll_back(swapped: list) -> None:
             failures.append(f"{target}: {error}")
     if failures:
         raise RollBackFailed(
-            "could not undo every write; the originals are kept beside the files as "
-            f"*{TEMP_SUFFIX}: " + "; ".join(failures)
+            "could not undo every write; each original is kept beside its file as "
+            f".NAME.*{KEPT_SUFFIX} (later runs keep them): " + "; ".join(failures)
         )
 
 
@@ -116,7 +120,7 @@ def keep(target: Path, index: int) -> Path | None:
     """A second name (hard link) for the current file, so it can be put back by a rename."""
     if not target.exists():
         return None
-    kept = target.with_name(f".{target.name}.{os.getpid()}-{index}.kept{TEMP_SUFFIX}")
+    kept = target.with_name(f".{target.name}.{os.getpid()}-{index}{KEPT_SUFFIX}")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(kept)
     os.link(target, kept)

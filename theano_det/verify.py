@@ -22,7 +22,8 @@ DEFAULT_REPEAT = verify_probe.DEFAULT_REPEAT
 PROBE_TIMEOUT = 3 * 3600  # a cold GPU compile cache can take many minutes; never hang forever
 
 # Probe status -> meaning for the exit code (the CLI maps these to numbers).
-DETERMINISTIC, NONDETERMINISTIC, CANNOT_RUN, ERROR = "deterministic", "nondeterministic", "cannot_run", "error"
+DETERMINISTIC, NONDETERMINISTIC, CANNOT_RUN, ERROR = (
+    verify_probe.DETERMINISTIC, verify_probe.NONDETERMINISTIC, verify_probe.CANNOT_RUN, verify_probe.ERROR)
 
 
 @dataclass
@@ -74,7 +75,9 @@ def load_document(path: Path) -> dict:
     except (OSError, ValueError) as error:
         raise Refused(f"cannot read {path} as a verify document: {error}",
                       hint="give a file written by `theano-det verify --save FILE`") from error
-    if not isinstance(document, dict) or not isinstance(document.get("checks"), list):
+    checks = document.get("checks") if isinstance(document, dict) else None
+    if not isinstance(checks, list) or not all(
+            isinstance(check, dict) and isinstance(check.get("name"), str) for check in checks):
         raise Refused(f"{path} is not a verify document (no list of checks)",
                       hint="give a file written by `theano-det verify --save FILE`")
     return document

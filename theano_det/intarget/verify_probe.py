@@ -48,6 +48,9 @@ TOLERANCE = ("max |output - reference| <= rtol * max(1, max |reference|), "
 REFERENCE = "the same graph in float64 on the same inputs, compiled for the CPU (GPU optimizations excluded)"
 
 # Settings that decide which ops Theano compiles (dotted names; Theano-PyMC spells them with "__").
+# The document's status (theano_det.verify maps these to exit codes).
+DETERMINISTIC, NONDETERMINISTIC, CANNOT_RUN, ERROR = "deterministic", "nondeterministic", "cannot_run", "error"
+
 SETTINGS = ("device", "floatX", "mode", "optimizer", "deterministic", "dnn.enabled",
             "dnn.conv.algo_fwd", "dnn.conv.algo_bwd_filter", "dnn.conv.algo_bwd_data",
             "optimizer_excluding", "optimizer_including")
@@ -103,7 +106,7 @@ def verify(repeat, require_gpu=False, only=()):
 
 
 def cannot_run(document, reason, hint=None):
-    document["status"] = "cannot_run"
+    document["status"] = CANNOT_RUN
     document["summary"] = reason
     document["hint"] = hint
     return document
@@ -132,12 +135,12 @@ def summarize(checks, repeat):
     if flagged:
         problems.append("non-deterministic ops compiled: %s" % ", ".join(flagged))
     if problems:
-        return "nondeterministic", "; ".join(problems)
+        return NONDETERMINISTIC, "; ".join(problems)
     if errors:
-        return "error", "could not run: %s" % ", ".join(errors)
+        return ERROR, "could not run: %s" % ", ".join(errors)
     if not ran:
-        return "error", "no check could run"
-    return "deterministic", ("every check that ran gave the same bits in all %d runs, matched "
+        return ERROR, "no check could run"
+    return DETERMINISTIC, ("every check that ran gave the same bits in all %d runs, matched "
                              "the float64 reference and compiled no op known to be "
                              "non-deterministic" % repeat)
 

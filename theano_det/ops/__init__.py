@@ -5,8 +5,9 @@
 - incsubtensor_rewrite: the graph rewrite for the gpuarray backend and `install()`.
 
 Importing this package imports neither numpy nor Theano; `install()` does.
-Python 3.5+ syntax, no dependency on the rest of theano_det, so the `run`
-bootstrap can load it into older environments.
+Python 3.5+ syntax and no dependency on the rest of theano_det, so that the `run`
+bootstrap could load it into older environments. Nothing calls `install()` by
+default yet (not enable(), not run): the rewrite has not run on a GPU.
 """
 
 

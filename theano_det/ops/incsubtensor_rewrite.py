@@ -143,7 +143,8 @@ _installed = {}
 def install():
     """Register the GPU rewrite in Theano's optdb (idempotent); say what it does.
 
-    The hook for `theano_det.enable()` and the `theano-det run` bootstrap.
+    Meant as the hook for `theano_det.enable()` and the `theano-det run` bootstrap,
+    which do not call it until the rewrite has run on a GPU.
     Returns a dict: installed (bool), reason (when not), name, position,
     replaces (class names), replacement (what `_dev20` becomes).
     """
