@@ -18,7 +18,7 @@ from pathlib import Path
 from theano_det import detsettings, theanorc
 from theano_det.errors import Refused
 from theano_det.fsutil import sha256_bytes
-from theano_det.manifest import ConfigRecord, Manifest
+from theano_det.manifest import ConfigRecord, Manifest, read_backup
 from theano_det.sourceplan import unified_diff
 
 DEFAULT_THEANORC = "~/.theanorc"
@@ -250,9 +250,8 @@ def plan_restore(record: ConfigRecord, folder: Path) -> ConfigRestore:
     if sha256_bytes(current) == record.sha256_after and record.sha256_before is not None:
         if not record.existed:
             return ConfigRestore(record, current, None, True, restored=keys)  # we created it
-        backup = folder / record.backup if record.backup else None
-        original = backup.read_bytes() if backup is not None and backup.is_file() else None
-        if original is not None and sha256_bytes(original) == record.sha256_before:
+        original = read_backup(folder, record.backup, record.sha256_before)
+        if original is not None:
             return ConfigRestore(record, current, original, True, restored=keys)
     try:
         text, restored, left_alone = theanorc.undo(decode(current), edit_of(record), record.path)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from theano_det import __version__
 from theano_det.errors import Refused
+from theano_det.fsutil import sha256_bytes
 
 STATE_DIR_NAME = ".theano-det"
 FORMAT = 1
@@ -118,6 +119,15 @@ class Manifest:
             "declined_groups": sorted(self.declined),
         }
         return (json.dumps(document, indent=2, sort_keys=False) + "\n").encode("utf-8")
+
+
+def read_backup(folder: Path, backup: str | None, sha256: str | None) -> bytes | None:
+    """A backup's bytes when they are the recorded original; None when it is missing or altered."""
+    path = Path(folder) / backup if backup else None
+    if path is None or sha256 is None or not path.is_file():
+        return None
+    data = path.read_bytes()
+    return data if sha256_bytes(data) == sha256 else None
 
 
 def manifest_path(package_dir: Path) -> Path:

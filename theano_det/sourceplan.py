@@ -13,7 +13,7 @@ from pathlib import Path
 from theano_det import transforms
 from theano_det.transforms import anchored_text
 from theano_det.fsutil import sha256_bytes
-from theano_det.manifest import Manifest, state_dir
+from theano_det.manifest import Manifest, read_backup, state_dir
 
 # File states, as `status` reports them.
 PRISTINE = "pristine"  # as released: our patches not applied (pending)
@@ -127,12 +127,11 @@ def plan_file(package_dir: Path, relative: str, current: bytes, wanted: list, re
     digest = sha256_bytes(current)
     original = current
     if record is not None and digest != record.sha256_before:
-        backup = state_dir(package_dir) / record.backup
-        original = backup.read_bytes() if backup.is_file() else None
-        if original is None or sha256_bytes(original) != record.sha256_before:
+        original = read_backup(state_dir(package_dir), record.backup, record.sha256_before)
+        if original is None:
             return FilePlan(
                 relative, Path(package_dir) / relative, BACKUP_DAMAGED, current, current, current,
-                problem=f"its backup {backup} is missing or damaged",
+                problem=f"its backup {state_dir(package_dir) / record.backup} is missing or damaged",
             )
     desired, outcomes = apply_patches(relative, original, wanted)
     plan = FilePlan(relative, Path(package_dir) / relative, "", current, original, desired, outcomes)
