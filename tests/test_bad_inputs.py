@@ -155,3 +155,19 @@ def test_usage_errors_exit_2(release_copy):
     assert run_cli("patch", "--dry-run", "--check", "--theano-dir", package).returncode == 2
     assert run_cli("patch", "--theano-dir", package / "missing").returncode == 2
     assert run_cli("frobnicate").returncode == 2
+
+
+@pytest.mark.parametrize("damage", ["altered", "missing"])
+def test_a_damaged_backup_is_reported_and_the_patched_file_kept(release_copy, damage):
+    package = release_copy("1.0.5")
+    assert run_cli("patch", "--no-compat", "--no-config", "--theano-dir", package).returncode == 0
+    backup = package / ".theano-det/backup/gpuarray/opt.py"
+    if damage == "altered":
+        backup.write_bytes(backup.read_bytes() + b"# not the original\n")
+    else:
+        backup.unlink()
+    before = tree_hashes(package.parent)
+    assert_clean_refusal(run_cli("status", "--theano-dir", package), 3, "the backup is damaged")
+    undone = run_cli("unpatch", "--theano-dir", package)
+    assert_clean_refusal(undone, 3, "gpuarray/opt.py: left alone: its backup", "is missing or damaged")
+    assert tree_hashes(package.parent) == before

@@ -260,9 +260,9 @@ def plan_unpatch(target: Target, manifest: Manifest | None, mode: str) -> Report
         current = path.read_bytes() if path.is_file() else None
         digest = sha256_bytes(current) if current is not None else None
         if digest == record.sha256_after:
-            backup = state_dir(target.package_dir) / record.backup
-            original = backup.read_bytes() if backup.is_file() else None
-            if original is None or sha256_bytes(original) != record.sha256_before:
+            original = manifests.read_backup(state_dir(target.package_dir), record.backup, record.sha256_before)
+            if original is None:
+                backup = state_dir(target.package_dir) / record.backup
                 report.left_alone.append((relative, f"its backup {backup} is missing or damaged"))
                 continue
             report.files.append(sourceplan.FilePlan(relative, path, sourceplan.PATCHED, current, original, original))
@@ -284,6 +284,10 @@ def commit_unpatch(target: Target, report: Report, manifest: Manifest) -> None:
     folder = state_dir(target.package_dir)
     transaction = Transaction()
     kept = {relative for relative, _ in report.left_alone}
+    nothing_undone = (not report.files and set(manifest.files) <= kept and manifest.state == "applied"
+                      and all(restore.problem for restore in report.config_restores))
+    if nothing_undone:  # everything is left alone: the manifest stays as it is, byte for byte
+        return
     for plan in report.files:
         transaction.write(plan.path, plan.original)
     for relative in list(manifest.files):
