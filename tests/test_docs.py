@@ -36,7 +36,7 @@ def commands() -> dict:
 def long_options(command: click.Command) -> list:
     names = []
     for param in command.params:
-        if isinstance(param, click.Option):
+        if isinstance(param, click.Option) and not param.hidden:  # hidden: deprecated spellings
             names += [name for name in param.opts + param.secondary_opts if name.startswith("--")]
     return [name for name in names if name != "--help"]
 

@@ -145,10 +145,17 @@ def test_an_existing_sitecustomize_still_runs(tmp_path):
     assert done.stdout.split() == ["ran", str(random.Random(7).random())], done.stderr
 
 
-def test_the_legacy_aliases_are_there_by_default_and_not_with_no_compat():
+def test_the_legacy_aliases_are_there_by_default_and_not_with_no_legacy_shims():
     program = "import collections; print(hasattr(collections, 'Iterable'), hasattr(collections, 'MutableSet'))"
     assert run_cli("run", "--", sys.executable, "-c", program).stdout.split() == ["True", "True"]
-    assert run_cli("run", "--no-compat", "--", sys.executable, "-c", program).stdout.split() == ["False", "False"]
+    assert run_cli("run", "--no-legacy-shims", "--", sys.executable, "-c", program).stdout.split() == ["False", "False"]
+
+
+def test_the_old_spelling_no_compat_still_works_and_says_the_new_one():
+    program = "import collections; print(hasattr(collections, 'Iterable'))"
+    done = run_cli("run", "--no-compat", "--", sys.executable, "-c", program)
+    assert done.stdout.split() == ["False"]
+    assert "--no-legacy-shims" in done.stderr
 
 
 THEANO_CONFIG = ("import theano; c = theano.config; "

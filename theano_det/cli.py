@@ -297,19 +297,24 @@ def status_code(report) -> int:
                    "interpreter when the command is python, else the one running theano-det). "
                    "The command itself is run as given.")
 @click.option("--no-flags", is_flag=True, help="Leave THEANO_FLAGS alone.")
-@click.option("--no-compat", is_flag=True,
-              help="Do not restore the legacy aliases (collections.Iterable, ...) at start-up.")
+@click.option("--no-legacy-shims", is_flag=True,
+              help="Do not restore the legacy names (collections.Iterable, ...) and Theano APIs at start-up.")
+@click.option("--no-compat", "no_compat", is_flag=True, hidden=True,
+              help="Old spelling of --no-legacy-shims.")
 @click.option("-v", "--verbose", is_flag=True, help="Print the environment variables set, on stderr.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @handle_errors
-def run(seed, python, no_flags, no_compat, verbose, command):
+def run(seed, python, no_flags, no_legacy_shims, no_compat, verbose, command):
     """Run COMMAND reproducibly: theano-det run [OPTIONS] -- COMMAND [ARGS]...
 
     Sets PYTHONHASHSEED, adds the deterministic Theano settings to THEANO_FLAGS
     and seeds every RNG at start-up, then becomes COMMAND: its exit status,
     standard streams and signals are its own.
     """
-    plan = runner.plan(command, seed, python=python, set_flags=not no_flags, compat=not no_compat)
+    if no_compat:
+        say("theano-det run: --no-compat is now spelled --no-legacy-shims (it never touched the cuDNN patch)")
+    plan = runner.plan(command, seed, python=python, set_flags=not no_flags,
+                       compat=not (no_legacy_shims or no_compat))
     for note in plan.notes:
         say(f"theano-det run: {note}")
     if verbose:
