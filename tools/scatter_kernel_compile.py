@@ -101,6 +101,7 @@ def ptxas_program(cache: Path) -> Path:
 
 def cluda_header(cache: Path) -> str:
     """libgpuarray's CUDA "cluda.h", as compiled into Debian's libgpuarray.so.3."""
+    cache.mkdir(parents=True, exist_ok=True)
     library = next((debian_packages(cache) / "usr" / "lib").glob("libgpuarray.so.3*"), None)
     if library is None:
         raise ToolFailed("Debian's libgpuarray3 package has no libgpuarray.so.3")
@@ -188,6 +189,7 @@ def resources(log: str) -> dict:
 
 
 def check(cache: Path, archs, dtypes, index_dtypes, with_ptxas: bool = True) -> dict:
+    cache.mkdir(parents=True, exist_ok=True)
     header = cluda_header(cache)
     nvrtc = Nvrtc(nvrtc_library(cache))
     ptxas = ptxas_program(cache) if with_ptxas else None
