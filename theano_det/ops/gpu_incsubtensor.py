@@ -143,11 +143,11 @@ def scatter(x, y, ilist, set_instead_of_inc, inplace, context):
         out = scatter_rows(np.asarray(x).copy(), np.asarray(y), np.asarray(ilist), set_instead_of_inc)
         return gpuarray.array(out, context=context)
     y_s0, y_s1 = (element_strides(y, (n_positions,) + tuple(x.shape[1:])) + [0])[:2]
-    out_s0, out_s1 = (element_strides(x, tuple(x.shape)) + [0])[:2]
     plan = sk.launch_plan(n_positions, n_rows, n_columns)
     kernels = compiled_kernels(context, np.dtype(x.dtype).name, np.dtype(ilist.dtype).name)
     buffers = _work_buffers(context, n_positions)
     out = x if inplace else x.copy()
+    out_s0, out_s1 = (element_strides(out, tuple(out.shape)) + [0])[:2]  # the copy's strides, not x's
     source = 0
     for name, blocks, threads, shift in plan:
         keys, pos = buffers["keys"], buffers["pos"]
@@ -176,7 +176,10 @@ def scatter(x, y, ilist, set_instead_of_inc, inplace, context):
 
 
 def _work_buffers(context, n_positions):
-    """keys[2], pos[2] (uint32, K each) and the per-tile digit counts: O(K) in all."""
+    """keys[2], pos[2] (uint32, K each) and the per-tile digit counts: O(K) in all.
+
+    Fresh allocations start at offset 0, so the kernels get them without an offset.
+    """
     from pygpu import gpuarray
 
     length = max(1, n_positions)
