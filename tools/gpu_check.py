@@ -76,6 +76,13 @@ try:
     report["cuda_driver_api"] = "%d.%d" % (version.value // 1000, version.value % 1000 // 10)
 except OSError:
     report["cuda_driver_api"] = None
+try:  # the NVRTC libgpuarray compiles every kernel with (it loads libnvrtc.so by this name)
+    nvrtc = ctypes.CDLL("libnvrtc.so")
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    nvrtc.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
+    report["nvrtc"] = "%d.%d" % (major.value, minor.value)
+except OSError:
+    report["nvrtc"] = None
 try:
     out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
                          capture_output=True, text=True, timeout=20).stdout.strip()
