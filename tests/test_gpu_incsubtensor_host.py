@@ -83,8 +83,7 @@ def td_rows(launch, K, N, idx, idx_offset, idx_stride, keys, pos, first_bad):
             bad, row = int(v) >= N, int(v)
         if bad:
             first_bad[0] = min(first_bad[0], k)
-        else:
-            keys[k], pos[k] = row, k
+        keys[k], pos[k] = (0 if bad else row), k
 
 
 def _tile_digits(keys, K, shift, tile):
@@ -123,7 +122,9 @@ def td_scatter(launch, K, shift, keys_in, pos_in, keys_out, pos_out, slots, n_ti
                     slot += 1
 
 
-def td_apply(launch, K, D, keys, pos, out, out_offset, out_s0, out_s1, y, y_offset, y_s0, y_s1, set_):
+def td_apply(launch, K, D, keys, pos, out, out_offset, out_s0, out_s1, y, y_offset, y_s0, y_s1, set_, first_bad):
+    if typed(first_bad, np.uint32)[0] != 0xFFFFFFFF:
+        return
     keys, pos = typed(keys, np.uint32), typed(pos, np.uint32)
     out, y = typed(out, launch.dtype, out_offset), typed(y, launch.dtype, y_offset)
     add = {"float16": lambda a, b: np.float16(np.float32(a) + np.float32(b))}.get(

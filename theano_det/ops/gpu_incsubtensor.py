@@ -149,16 +149,12 @@ def scatter(x, y, ilist, set_instead_of_inc, inplace, context):
     out = x if inplace else x.copy()
     out_s0, out_s1 = (element_strides(out, tuple(out.shape)) + [0])[:2]  # the copy's strides, not x's
     source = 0
+    first_bad = gpuarray.array(np.array([NO_BAD_POSITION], dtype=np.uint32), context=context)
     for name, blocks, threads, shift in plan:
         keys, pos = buffers["keys"], buffers["pos"]
         if name == "td_rows":
-            first_bad = gpuarray.array(np.array([NO_BAD_POSITION], dtype=np.uint32), context=context)
             kernels[name](n_positions, n_rows, ilist, ilist.offset, ilist.strides[0] // ilist.itemsize,
                           keys[0], pos[0], first_bad, gs=blocks, ls=threads)
-            bad = int(np.asarray(first_bad)[0])
-            if bad != NO_BAD_POSITION:  # nothing written yet: x is as it was
-                value = np.asarray(ilist[bad:bad + 1])[0]
-                raise IndexError("index %d is out of bounds for axis 0 with size %d" % (value, n_rows))
         elif name == "td_digit_counts":
             kernels[name](n_positions, shift, keys[source], buffers["counts"], buffers["tiles"],
                           gs=blocks, ls=threads)
@@ -171,7 +167,11 @@ def scatter(x, y, ilist, set_instead_of_inc, inplace, context):
         elif name == "td_apply":
             kernels[name](n_positions, n_columns, keys[source], pos[source],
                           out, out.offset, out_s0, out_s1, y, y.offset, y_s0, y_s1,
-                          int(set_instead_of_inc), gs=blocks, ls=threads)
+                          int(set_instead_of_inc), first_bad, gs=blocks, ls=threads)
+    bad = int(np.asarray(first_bad)[0]) if plan else NO_BAD_POSITION  # the call's one sync
+    if bad != NO_BAD_POSITION:  # td_apply wrote nothing: x is as it was
+        value = np.asarray(ilist[bad:bad + 1])[0]
+        raise IndexError("index %d is out of bounds for axis 0 with size %d" % (value, n_rows))
     return out
 
 

@@ -8,7 +8,7 @@ model (scatter_kernel_model.py):
 
 1. td_rows: one thread per position: the row (negative indices wrapped), or
    atomicMin(first_bad, k) for an index out of range (an integer atomic: the
-   same result in any order). keys = rows, pos = positions.
+   same result in any order) and row 0. keys = rows, pos = positions.
 2. a stable LSD radix sort of (keys, pos) by key, 8 bits a pass, in tiles of
    TILE positions, one block per tile and one thread per digit value:
    td_digit_counts (thread d counts digit d in its tile), td_scan (one block:
@@ -17,6 +17,8 @@ model (scatter_kernel_model.py):
    writes the elements with digit d to consecutive slots: stable by construction).
 3. td_apply: one thread per (sorted position, column); the thread at the first
    position of a row's run adds that run's y rows to out[row, column] one by one.
+   It writes nothing when first_bad is set; the host reads first_bad back after
+   the last launch (one sync per call, as _dev20's error buffer) and raises.
 
 No float atomics and no order that depends on scheduling: the bits depend on
 idx alone. Extra memory: 4 x K uint32 (keys, pos, twice) + 256 x ceil(K/TILE)
@@ -60,7 +62,7 @@ ARGUMENTS = {
     "td_scatter": ("size", "uint32", "buffer", "buffer", "buffer", "buffer", "buffer", "size"),
     "td_apply": ("size", "size", "buffer", "buffer",
                  "buffer", "size", "ssize", "ssize",
-                 "buffer", "size", "ssize", "ssize", "int32"),
+                 "buffer", "size", "ssize", "ssize", "int32", "buffer"),
 }
 
 _TEMPLATE = r"""#include "cluda.h"
@@ -86,12 +88,10 @@ KERNEL void td_rows(const ga_size K, const ga_size N,
     ga_size row;
     int bad;
 %(row)s
-    if (bad) {
+    if (bad)
       atomicMin(first_bad, (ga_uint)k);
-    } else {
-      keys[k] = (ga_uint)row;
-      pos[k] = (ga_uint)k;
-    }
+    keys[k] = bad ? 0 : (ga_uint)row;
+    pos[k] = (ga_uint)k;
   }
 }
 
@@ -170,15 +170,18 @@ KERNEL void td_scatter(const ga_size K, const ga_uint shift,
 /* One thread per (sorted position i, column c). The thread whose i starts a run
    of equal keys owns out[row, c]: it adds y[pos[i], c], y[pos[i+1], c], ... in
    this order (inc), or writes the run's last y (set). Consecutive threads take
-   consecutive columns, so the loads of a y row are coalesced. */
+   consecutive columns, so the loads of a y row are coalesced. Nothing is written
+   when an index was out of range (td_rows set first_bad; the host raises). */
 KERNEL void td_apply(const ga_size K, const ga_size D,
                      GLOBAL_MEM const ga_uint *keys, GLOBAL_MEM const ga_uint *pos,
                      GLOBAL_MEM td_value *out, const ga_size out_offset,
                      const ga_ssize out_s0, const ga_ssize out_s1,
                      GLOBAL_MEM const td_value *y, const ga_size y_offset,
                      const ga_ssize y_s0, const ga_ssize y_s1,
-                     const ga_int set_instead_of_inc)
+                     const ga_int set_instead_of_inc, GLOBAL_MEM const ga_uint *first_bad)
 {
+  if (*first_bad != 0xFFFFFFFFu)
+    return;
   out = (GLOBAL_MEM td_value *)((GLOBAL_MEM char *)out + out_offset);
   y = (GLOBAL_MEM const td_value *)((GLOBAL_MEM const char *)y + y_offset);
   const ga_size total = K * D;

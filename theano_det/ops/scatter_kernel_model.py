@@ -43,11 +43,7 @@ def emulate(x, y, indices, set_instead_of_inc=False):
     state = {}
     for kernel, blocks, threads, shift in plan:
         if kernel == "td_rows":
-            keys, pos, first_bad = td_rows(indices, n_rows)
-            if first_bad != UINT32_MAX:  # the op reads first_bad back before td_digit_counts
-                raise IndexError("index %d is out of bounds for axis 0 with size %d"
-                                 % (indices[first_bad], n_rows))
-            state["keys"], state["pos"] = keys, pos
+            state["keys"], state["pos"], state["first_bad"] = td_rows(indices, n_rows)
         elif kernel == "td_digit_counts":
             state["counts"] = td_digit_counts(state["keys"], shift, blocks, threads)
         elif kernel == "td_scan":
@@ -56,9 +52,14 @@ def emulate(x, y, indices, set_instead_of_inc=False):
             state["keys"], state["pos"] = td_scatter(state["keys"], state["pos"], shift, state["slots"],
                                                      blocks, threads)
         elif kernel == "td_apply":
-            td_apply(state["keys"], state["pos"], out, updates, set_instead_of_inc)
+            if state["first_bad"] == UINT32_MAX:  # otherwise every thread returns at once
+                td_apply(state["keys"], state["pos"], out, updates, set_instead_of_inc)
         else:
             raise AssertionError("the model has no kernel %s" % kernel)
+    first_bad = state.get("first_bad", UINT32_MAX)
+    if first_bad != UINT32_MAX:  # read back by the op after the last launch
+        assert out.tobytes() == view.tobytes(), "td_apply wrote with a bad index"
+        raise IndexError("index %d is out of bounds for axis 0 with size %d" % (indices[first_bad], n_rows))
     return out.reshape(x.shape)
 
 
@@ -73,7 +74,7 @@ def td_rows(indices, n_rows):
         rows = np.where(rows < 0, rows + n_rows, rows)
         bad = (rows < 0) | (rows >= n_rows)
     first_bad = int(np.flatnonzero(bad)[0]) if bad.any() else UINT32_MAX
-    keys = np.where(bad, 0, rows).astype(np.uint32)
+    keys = np.where(bad, 0, rows).astype(np.uint32)  # row 0 for a bad position, as the kernel writes
     return keys, np.arange(len(indices), dtype=np.uint32), first_bad
 
 
