@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The demo keeps its Theano config beside the environment instead of editing ~/.theanorc.
 DEMO_THEANORC := $(CURDIR)/$(VENV)/theanorc
 
-.PHONY: test demo venv clean image
+.PHONY: test demo venv clean image gpu-check
 
 venv: $(STAMP)
 
@@ -31,3 +31,8 @@ clean:
 IMAGE ?= theano-det
 image:
 	docker build -f docker/Dockerfile -t $(IMAGE) .
+
+# Every GPU check in one run (tools/gpu_check.py, see CONTRIBUTING.md): the interpreter on PATH, no venv.
+# Report in $GPU_REPORT_DIR (default build/gpu-report). Without a GPU: a dry run, exit 4.
+gpu-check:
+	$(PYTHON) tools/gpu_check.py

@@ -18,7 +18,8 @@ the installed Theano is not touched. Run it where the GPU is, e.g.
 
     bash .gpu/on-device.sh python benchmarks/conv_determinism.py
 
-usage: conv_determinism.py [--steps N] [--runs N] [--use-installed] [--json]
+usage: conv_determinism.py [--steps N] [--runs N] [--use-installed] [--json] [--dry-run]
+--dry-run patches the copy (no GPU needed), says what it would measure, and exits.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def main(argv=None) -> int:
     parser.add_argument("--use-installed", action="store_true",
                         help="use the importable Theano as it is (already patched) instead of a patched copy")
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    parser.add_argument("--dry-run", action="store_true", help="prepare the patched copy, measure nothing")
     parser.add_argument("--worker", choices=sorted(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -63,6 +65,10 @@ def main(argv=None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="conv-determinism-") as scratch:
         pythonpath = None if args.use_installed else patched_copy(Path(scratch))
+        if args.dry_run:
+            print(f"conv_determinism (dry run): would measure {', '.join(CONFIGS)} with {args.steps} steps "
+                  f"and {args.runs} runs each, Theano from {pythonpath or 'the installed package'}")
+            return 0
         results = {name: run_worker(name, args, pythonpath) for name in CONFIGS}
     if args.json:
         print(json.dumps(results, indent=1))

@@ -9,19 +9,24 @@ deterministic ops use, see theano_det/ops/ordered_scatter.py).
 
 On a GPU (Theano's gpuarray backend, device=cuda*) the columns are
 GpuAdvancedIncSubtensor1_dev20 (atomicAdd), the stock deterministic
-GpuAdvancedIncSubtensor1, and theano-det's op. The deterministic GPU kernel is
-not written yet (issue 8 is blocked: no GPU was available), so its column says
-"kernel missing" instead of a number.
+GpuAdvancedIncSubtensor1, and theano-det's GpuDetAdvancedIncSubtensor1
+(theano_det/ops/scatter_kernel.py), measured whether or not its gate is open.
 On the CPU (--device cpu, or auto without a GPU) the columns are Theano's
 AdvancedIncSubtensor1 (its C code) and DetAdvancedIncSubtensor1 (numpy), and
 every heading says CPU.
 
 Each call returns a new array (no inplace), so times include copying x.
 
+--compile-only needs neither Theano nor a GPU: it compiles the kernel with NVRTC
+for sm_60, sm_70, sm_80 and sm_90 as libgpuarray would and prints ptxas's register
+and spill counts (tools/scatter_kernel_compile.py; downloads NVIDIA's wheels once).
+--dry-run checks that everything the measurement needs imports, and exits.
+
 usage:  python benchmarks/incsubtensor.py [--device auto|gpu|cpu] [--sizes 1000,10000,100000]
             [--rows 10000] [--cols 256] [--distinct 1000] [--runs 10] [--min-seconds 0.5]
-on the GPU machine:  bash .gpu/on-device.sh python benchmarks/incsubtensor.py
-Exit status: 0 measured, 2 bad arguments, 4 cannot run (no Theano; --device gpu without a GPU).
+            [--json FILE] [--compile-only | --dry-run]
+Exit status: 0 measured, 1 a kernel did not compile (--compile-only), 2 bad arguments,
+4 cannot run (no Theano; --device gpu without a GPU; --compile-only without its tools).
 """
 import argparse
 import hashlib
@@ -43,11 +48,15 @@ Result = namedtuple("Result", "seconds stable distinct max_error sequential")
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.compile_only:
+        return compile_only()
     try:
         import theano
     except ImportError:
         print("incsubtensor benchmark: Theano is not importable here", file=sys.stderr)
         return 4
+    if args.dry_run:
+        return dry_run(theano, args)
     on_gpu = gpu_available(theano)
     if args.device == "gpu" and not on_gpu:
         print("incsubtensor benchmark: --device gpu, but Theano has no GPU context "
@@ -66,7 +75,42 @@ def main(argv=None):
                 results[k, candidate.label] = measure(call, to_host, sync, references,
                                                       args.runs, args.min_seconds)
     print_tables(args, candidates, results)
+    if args.json:
+        write_json(args, candidates, results, use_gpu)
     return 0
+
+
+def compile_only():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    import scatter_kernel_compile
+
+    return scatter_kernel_compile.main([])
+
+
+def dry_run(theano, args):
+    """Import what the measurement needs (not a GPU), say what would be measured."""
+    import theano.gpuarray.subtensor  # noqa: F401  (the _dev20 and stock classes)
+
+    from theano_det.ops import gpu_incsubtensor, scatter_kernel  # noqa: F401
+
+    print("incsubtensor benchmark (dry run): would measure K in %s on %s x %s, device=%s"
+          % (args.sizes, args.rows, args.cols, theano.config.device))
+    return 0
+
+
+def write_json(args, candidates, results, use_gpu):
+    """The figures as one JSON document (gpu_check reads it)."""
+    import json
+
+    document = {"device": "gpu" if use_gpu else "cpu", "rows": args.rows, "cols": args.cols,
+                "distinct": args.distinct, "runs": args.runs, "columns": []}
+    for candidate in candidates:
+        column = {"label": candidate.label, "missing": candidate.missing, "sizes": {}}
+        for k in args.sizes:
+            if (k, candidate.label) in results:
+                column["sizes"][str(k)] = results[k, candidate.label]._asdict()
+        document["columns"].append(column)
+    Path(args.json).write_text(json.dumps(document, indent=1))
 
 
 def parse_args(argv):
@@ -80,6 +124,11 @@ def parse_args(argv):
     parser.add_argument("--runs", type=int, default=10, help="calls compared bit for bit")
     parser.add_argument("--min-seconds", type=float, default=0.5,
                         help="time at least this long per measurement")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--compile-only", action="store_true",
+                       help="compile the GPU kernel (NVRTC, ptxas) without Theano or a GPU; print registers")
+    modes.add_argument("--dry-run", action="store_true", help="check the imports and arguments, measure nothing")
     args = parser.parse_args(argv)
     if not 0 < args.distinct <= args.rows:
         parser.error("--distinct must be in [1, --rows]")
@@ -150,16 +199,14 @@ def measure(call, to_host, sync, references, runs, min_seconds):
 def gpu_candidates():
     from theano.gpuarray.subtensor import GpuAdvancedIncSubtensor1, GpuAdvancedIncSubtensor1_dev20
 
-    from theano_det.ops import incsubtensor_rewrite
+    from theano_det.ops.gpu_incsubtensor import GpuDetAdvancedIncSubtensor1
 
-    new_op_missing = None
-    if not incsubtensor_rewrite.GPU_KERNEL_READY:
-        new_op_missing = "kernel missing"
     return [
         Candidate("`_dev20` (atomicAdd)", gpu_compiler(GpuAdvancedIncSubtensor1_dev20, index_on_gpu=True), None),
         Candidate("stock deterministic `GpuAdvancedIncSubtensor1`",
                   gpu_compiler(GpuAdvancedIncSubtensor1, index_on_gpu=False), None),
-        Candidate("theano-det op (GPU)", None, new_op_missing),
+        Candidate("theano-det `GpuDetAdvancedIncSubtensor1`",
+                  gpu_compiler(GpuDetAdvancedIncSubtensor1, index_on_gpu=True), None),
     ]
 
 
@@ -253,9 +300,7 @@ def print_tables(args, candidates, results):
     for candidate in candidates:
         if candidate.missing is not None:
             print()
-            print("%s: %s: the deterministic GPU kernel is not written yet "
-                  "(issue 8 is blocked: no GPU available); no number is shown for it."
-                  % (candidate.label, candidate.missing))
+            print("%s: %s; no number is shown for it." % (candidate.label, candidate.missing))
 
 
 def format_ms(seconds):

@@ -42,3 +42,40 @@ def test_bad_arguments_exit_2():
     result = run_benchmark("--sizes", "ten")
     assert result.returncode == 2
     assert "expected comma-separated integers" in result.stderr
+
+
+def test_json_figures_follow_the_tables(tmp_path):
+    figures = tmp_path / "figures.json"
+    result = run_benchmark("--device", "cpu", "--sizes", "50", "--rows", "20", "--cols", "4", "--distinct", "5",
+                           "--runs", "2", "--min-seconds", "0.001", "--json", str(figures))
+    assert result.returncode == 0, result.stderr[-3000:]
+    import json
+
+    document = json.loads(figures.read_text())
+    assert document["device"] == "cpu" and len(document["columns"]) == 2
+    for column in document["columns"]:
+        measured = column["sizes"]["50"]
+        assert measured["seconds"] > 0 and measured["stable"] is True and measured["sequential"] is True
+
+
+def test_dry_run_imports_what_the_gpu_measurement_needs_and_measures_nothing():
+    result = run_benchmark("--device", "gpu", "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("incsubtensor benchmark (dry run): would measure K in [1000, 10000, 100000]")
+    assert "| K (index length) |" not in result.stdout
+
+
+def test_compile_only_prints_registers_and_spills_for_four_architectures():
+    import os
+
+    from conftest import CACHE
+
+    env = dict(os.environ, THEANO_DET_TOOLS_CACHE=str(CACHE))  # the test cache's downloads
+    result = subprocess.run([sys.executable, "benchmarks/incsubtensor.py", "--compile-only"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    for arch in ("60", "70", "80", "90"):
+        (line,) = [line for line in lines if line.startswith(f"sm_{arch} float32")]
+        assert "td_apply" in line and " regs/0+0 spill" in line
+    assert lines[-1] == "all variants compile and assemble"

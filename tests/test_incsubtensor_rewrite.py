@@ -79,8 +79,8 @@ def test_the_gpu_classes_are_theanos_and_decide_on_their_nodes():
 def test_what_replaces_what():
     atomic = rewrite.Decision("GpuAdvancedIncSubtensor1_dev20", False, False, True)
     host_loop = rewrite.Decision("GpuAdvancedIncSubtensor1", True, True, False)
-    # today: the kernel is not written, _dev20 becomes the stock deterministic op
-    assert rewrite.GPU_KERNEL_READY is False
+    # until the kernel has passed on a GPU, _dev20 becomes the stock deterministic op
+    assert rewrite.gpu_kernel_ready() is False
     assert rewrite.replacement_for(atomic) == "GpuAdvancedIncSubtensor1"
     assert rewrite.replacement_for(host_loop) is None
     # once it is: both become the new op

@@ -2,7 +2,11 @@
 
 - ordered_scatter: the fixed-order row scatter (numpy only), the reference for the GPU kernel;
 - det_incsubtensor: DetAdvancedIncSubtensor1, the Theano op (CPU);
-- incsubtensor_rewrite: the graph rewrite for the gpuarray backend and `install()`.
+- incsubtensor_rewrite: the graph rewrite for the gpuarray backend and `install()`;
+- scatter_kernel: the CUDA source and launch plan of the deterministic GPU scatter;
+- scatter_kernel_model: a numpy model of those kernels, thread by thread (tests);
+- gpu_incsubtensor: GpuDetAdvancedIncSubtensor1, the GPU op running those kernels
+  (used by the rewrite only once a GPU pass is recorded: gpu_kernel_passed.json).
 
 Importing this package imports neither numpy nor Theano; `install()` does.
 Python 3.5+ syntax and no dependency on the rest of theano_det, so that the `run`

@@ -9,19 +9,28 @@ Two layers, so that what is decided can be tested without a GPU:
 - The GPU layer: the stock classes from theano.gpuarray.subtensor, building the
   replacement node, and registering the rewrite in Theano's optdb (`install`).
 
-Until the deterministic GPU kernel exists (docs/det-incsubtensor.md: blocked on
-GPU access), the best deterministic GPU op is Theano's own host-looped
-GpuAdvancedIncSubtensor1: the rewrite then turns `_dev20` nodes into it (what
+Which op replaces them depends on a gate. theano-det's own kernel
+(GpuDetAdvancedIncSubtensor1, gpu_incsubtensor.py) is used only once it has
+passed on a real GPU: a record of that run (written by tools/gpu_check.py,
+committed as theano_det/ops/gpu_kernel_passed.json) must vouch for the exact
+kernel sources of this version (scatter_kernel.source_digest()). Until then
+the best deterministic GPU op is Theano's own host-looped
+GpuAdvancedIncSubtensor1: the rewrite turns `_dev20` nodes into it (what
 `deterministic=more` and the `_dev20` source patch do) and leaves the plain op
-alone. When the kernel lands, set `GPU_KERNEL_READY` and teach
-`_build_gpu` its op: both stock ops are then replaced by it.
+alone. Once the gate opens, both stock ops are replaced by the kernel (for x
+of 1 or 2 dimensions; other ranks keep the stock choice).
 
 Runs inside the target interpreter (Theano 0.9-1.0.x, Python 3.5+ syntax).
 """
+import json
+import os
 from collections import namedtuple
+
+from . import scatter_kernel
 
 REWRITE_NAME = "theano_det_advanced_incsubtensor1"
 INPLACE_REWRITE_NAME = "theano_det_advanced_incsubtensor1_inplace"
+GPU_INPLACE_REWRITE_NAME = "theano_det_gpu_advanced_incsubtensor1_inplace"
 # After the gpuarray lifter (optdb 48.5) has chosen _dev20, before the destroy
 # handler (49.5); Theano's inplace pass (60) then makes the replacement inplace.
 POSITION = 49.3
@@ -32,7 +41,8 @@ INPLACE_TAGS = ("fast_run", "inplace", "theano_det")
 
 STOCK_DETERMINISTIC = "GpuAdvancedIncSubtensor1"
 NEW_GPU_OP = "GpuDetAdvancedIncSubtensor1"
-GPU_KERNEL_READY = False
+# The record of a GPU run that passed (see gpu_kernel_ready); absent until one has.
+PASSED_RECORD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu_kernel_passed.json")
 
 # dtypes the planned kernel handles (libgpuarray's ga_* types); others are left alone
 KERNEL_DTYPES = frozenset(["float16", "float32", "float64", "int8", "int16", "int32",
@@ -63,7 +73,23 @@ def decide(node, stock_classes, dtypes=KERNEL_DTYPES):
     return Decision(name, bool(op.set_instead_of_inc), bool(op.inplace), name.endswith("_dev20"))
 
 
-def replacement_for(decision, kernel_ready=GPU_KERNEL_READY):
+def gpu_kernel_ready(record_path=PASSED_RECORD):
+    """Whether a recorded GPU run vouches for this version's kernel sources.
+
+    The record (JSON) must say "passed": true and carry the kernel_sha256 of
+    scatter_kernel.source_digest(): any change to the kernels closes the gate
+    until they pass on a GPU again.
+    """
+    try:
+        with open(record_path) as stream:
+            record = json.load(stream)
+    except (OSError, ValueError):
+        return False
+    return (isinstance(record, dict) and record.get("passed") is True
+            and record.get("kernel_sha256") == scatter_kernel.source_digest())
+
+
+def replacement_for(decision, kernel_ready=False):
     """The name of the op that replaces the decided node, or None to keep it."""
     if kernel_ready:
         return NEW_GPU_OP
@@ -110,6 +136,14 @@ def register_inplace_rewrite():
                                   INPLACE_POSITION, INPLACE_TAGS)
 
 
+def register_gpu_inplace_rewrite():
+    """The same for GpuDetAdvancedIncSubtensor1 (Theano's own rewrite knows only its classes)."""
+    from .gpu_incsubtensor import local_gpu_det_incsubtensor1_inplace_function
+
+    return register_local_rewrite(local_gpu_det_incsubtensor1_inplace_function(),
+                                  GPU_INPLACE_REWRITE_NAME, INPLACE_POSITION, INPLACE_TAGS)
+
+
 # -- the GPU layer ---------------------------------------------------------
 
 def gpu_stock_classes():
@@ -126,9 +160,19 @@ def _build_gpu(node, decision, target):
     from theano.gpuarray.basic_ops import GpuFromHost
     from theano.gpuarray.subtensor import GpuAdvancedIncSubtensor1
 
-    if target != STOCK_DETERMINISTIC:
-        raise NotImplementedError("the deterministic GPU kernel is not written yet")
     x, y, ilist = node.inputs
+    if target == NEW_GPU_OP:
+        if x.type.ndim <= 2:
+            from .gpu_incsubtensor import GpuDetAdvancedIncSubtensor1
+
+            op = GpuDetAdvancedIncSubtensor1(inplace=decision.inplace,
+                                             set_instead_of_inc=decision.set_instead_of_inc)
+            return [op(x, y, ilist)]
+        if not decision.uses_atomics:
+            return False  # higher ranks: the stock deterministic op stays
+        target = STOCK_DETERMINISTIC
+    if target != STOCK_DETERMINISTIC:
+        raise ValueError("no GPU op named %s" % target)
     op = GpuAdvancedIncSubtensor1(inplace=decision.inplace,
                                   set_instead_of_inc=decision.set_instead_of_inc)
     # the host-looped op reads the index on the host: skip a GPU round trip
@@ -140,13 +184,14 @@ def _build_gpu(node, decision, target):
 _installed = {}
 
 
-def install():
+def install(record_path=PASSED_RECORD):
     """Register the GPU rewrite in Theano's optdb (idempotent); say what it does.
 
     Meant as the hook for `theano_det.enable()` and the `theano-det run` bootstrap,
-    which do not call it until the rewrite has run on a GPU.
+    which do not call it until the rewrite has run on a GPU. The replacement is
+    theano-det's kernel only when gpu_kernel_ready(record_path) (the gate).
     Returns a dict: installed (bool), reason (when not), name, position,
-    replaces (class names), replacement (what `_dev20` becomes).
+    replaces (class names), replacement (what `_dev20` becomes), kernel_ready.
     """
     if _installed:
         return dict(_installed)
@@ -158,15 +203,19 @@ def install():
     classes = gpu_stock_classes()
     if classes is None:
         return {"installed": False, "reason": "this Theano has no theano.gpuarray.subtensor"}
-    register_local_rewrite(make_local_rewrite(classes, _build_gpu), REWRITE_NAME)
+    ready = gpu_kernel_ready(record_path)
+    choose = lambda decision: replacement_for(decision, kernel_ready=ready)  # noqa: E731
+    register_local_rewrite(make_local_rewrite(classes, _build_gpu, choose), REWRITE_NAME)
     register_inplace_rewrite()
+    if ready:
+        register_gpu_inplace_rewrite()
     _installed.update({
         "installed": True,
         "name": REWRITE_NAME,
         "position": POSITION,
         "replaces": [cls.__name__ for cls in classes],
-        "replacement": NEW_GPU_OP if GPU_KERNEL_READY else STOCK_DETERMINISTIC,
-        "kernel_ready": GPU_KERNEL_READY,
+        "replacement": NEW_GPU_OP if ready else STOCK_DETERMINISTIC,
+        "kernel_ready": ready,
     })
     return dict(_installed)
 

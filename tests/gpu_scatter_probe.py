@@ -1,0 +1,191 @@
+"""Run theano-det's deterministic scatter kernel on a real GPU and compare its bits with numpy.
+
+Every case of incsubtensor_cases.CASES in every dtype (and every index dtype),
+through GpuDetAdvancedIncSubtensor1's launches (gpu_incsubtensor.scatter) on
+pygpu arrays: the result must have np.add.at's bits (assignment's for `set`),
+be the same over repeated runs, leave x alone unless inplace, and raise
+numpy's IndexError, with x unchanged, for an index out of range. Then the op in
+Theano graphs, with the rewrite's gate opened by a temporary record.
+
+usage (on the GPU machine, device=cuda*):
+    python tests/gpu_scatter_probe.py [--out FILE] [--record FILE] [--runs 3] [--dry-run]
+--record FILE writes the gate's record (theano_det/ops/gpu_kernel_passed.json) when
+every check passed. Exit 0 all passed, 1 some failed, 4 cannot run (no GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+from incsubtensor_cases import CASES, DTYPES, INDEX_DTYPES, expected_result, same_bits  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", help="write the JSON report here (default: stdout)")
+    parser.add_argument("--record", help="write the gate's record here when every check passed")
+    parser.add_argument("--runs", type=int, default=3, help="repeated calls compared bit for bit")
+    parser.add_argument("--dry-run", action="store_true", help="import everything, run nothing")
+    args = parser.parse_args(argv)
+    import theano
+    import theano.gpuarray
+
+    from theano_det.ops import gpu_incsubtensor, scatter_kernel  # noqa: F401
+
+    if args.dry_run:
+        print("gpu_scatter_probe (dry run): %d cases x %d dtypes" % (len(CASES), len(DTYPES)))
+        return 0
+    if not (theano.gpuarray.pygpu_activated and theano.config.device.startswith("cuda")):
+        print("gpu_scatter_probe: Theano has no CUDA context (device=%s)" % theano.config.device, file=sys.stderr)
+        return 4
+    started = time.time()
+    from theano.gpuarray.type import get_context
+
+    context = get_context(None)
+    checks = kernel_checks(context, args.runs) + graph_checks()
+    passed = all(check["ok"] for check in checks)
+    report = {"gpu": context.devname, "kernel_sha256": scatter_kernel.source_digest(), "passed": passed,
+              "failed": [check for check in checks if not check["ok"]], "checks": len(checks),
+              "seconds": round(time.time() - started, 1)}
+    text = json.dumps(report, indent=1)
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        print(text)
+    if passed and args.record:
+        Path(args.record).write_text(json.dumps(
+            {"passed": True, "kernel_sha256": report["kernel_sha256"], "gpu": report["gpu"],
+             "date": time.strftime("%Y-%m-%d", time.gmtime()), "checks": len(checks)}, indent=1) + "\n")
+    return 0 if passed else 1
+
+
+def kernel_checks(context, runs):
+    from pygpu import gpuarray
+
+    from theano_det.ops.gpu_incsubtensor import scatter
+
+    def on_gpu(array):
+        return gpuarray.array(np.array(array, copy=True, order="C"), context=context)
+
+    checks = []
+    problems = [(case, dtype, None) for case in CASES for dtype in DTYPES]
+    problems += [(CASES[1], "float32", index_dtype) for index_dtype in INDEX_DTYPES]
+    for case, dtype, index_dtype in problems:
+        x, y, idx = case.make(dtype)
+        if index_dtype is not None:
+            idx = (idx % len(x) if index_dtype.startswith("uint") else idx).astype(index_dtype)
+        name = "%s / %s / index %s" % (case.name, dtype, idx.dtype)
+        check = {"name": name, "ok": False}
+        try:
+            x_gpu, y_gpu, idx_gpu = on_gpu(x), on_gpu(y), on_gpu(idx)
+            if case.out_of_range:
+                try:
+                    expected_result(x.copy(), y, idx, case.set_instead_of_inc)
+                except IndexError as error:
+                    message = str(error)
+                for inplace in (False, True):
+                    try:
+                        scatter(x_gpu, y_gpu, idx_gpu, case.set_instead_of_inc, inplace, context)
+                        check["detail"] = "no IndexError (inplace=%s)" % inplace
+                        break
+                    except IndexError as error:
+                        if str(error) != message or not same_bits(np.asarray(x_gpu), x):
+                            check["detail"] = "IndexError %r, x unchanged: %s" % (
+                                str(error), same_bits(np.asarray(x_gpu), x))
+                            break
+                else:
+                    check["ok"] = True
+            else:
+                expected = expected_result(x, y, idx, case.set_instead_of_inc)
+                outputs = [np.asarray(scatter(x_gpu, y_gpu, idx_gpu, case.set_instead_of_inc, False, context))
+                           for _ in range(runs)]
+                inplace_x = on_gpu(x)
+                scatter(inplace_x, y_gpu, idx_gpu, case.set_instead_of_inc, True, context)
+                check.update(
+                    same_bits_as_numpy=same_bits(outputs[0], expected),
+                    distinct_results=len(set(out.tobytes() for out in outputs)),
+                    x_unchanged=same_bits(np.asarray(x_gpu), x),
+                    inplace_same_bits=same_bits(np.asarray(inplace_x), expected))
+                check["ok"] = (check["same_bits_as_numpy"] and check["distinct_results"] == 1
+                               and check["x_unchanged"] and check["inplace_same_bits"])
+        except Exception as error:  # a failed launch or compile is a failed check, with its reason
+            check["detail"] = "%s: %s" % (type(error).__name__, str(error)[:2000])
+        checks.append(check)
+    return checks
+
+
+GRAPH_SCRIPT = r"""
+import json, sys
+import numpy as np
+import theano, theano.tensor as T
+from theano_det.ops import incsubtensor_rewrite as rewrite
+report = {"install": rewrite.install(sys.argv[1])}
+rng = np.random.RandomState(0)
+x_value = rng.standard_normal((500, 64)).astype("float32")
+y_value = rng.standard_normal((20000, 64)).astype("float32")
+i_value = rng.randint(-100, 100, size=20000)
+x, y, idx = T.fmatrix(), T.fmatrix(), T.lvector()
+for name, build in [("inc", T.inc_subtensor), ("set", T.set_subtensor)]:
+    function = theano.function([x, y, idx], build(x[idx], y))
+    expected = x_value.copy()
+    if name == "inc":
+        np.add.at(expected, i_value, y_value)
+    else:
+        expected[i_value] = y_value
+    outputs = [np.asarray(function(x_value, y_value, i_value)) for _ in range(3)]
+    report[name] = {"ops": [type(n.op).__name__ for n in function.maker.fgraph.toposort()],
+                    "same_bits": outputs[0].tobytes() == expected.tobytes(),
+                    "distinct": len(set(o.tobytes() for o in outputs))}
+shared = theano.shared(x_value.copy())
+update = theano.function([y, idx], [], updates=[(shared, T.inc_subtensor(shared[idx], y))])
+update(y_value, i_value)
+expected = x_value.copy()
+np.add.at(expected, i_value, y_value)
+report["inplace"] = {"ops": [[type(n.op).__name__, bool(getattr(n.op, "inplace", False))]
+                             for n in update.maker.fgraph.toposort()],
+                     "same_bits": shared.get_value().tobytes() == expected.tobytes()}
+try:
+    theano.function([x, y, idx], T.inc_subtensor(x[idx], y))(x_value, y_value[:2], np.array([0, 500]))
+    report["out_of_range"] = "no error"
+except IndexError as error:
+    report["out_of_range"] = str(error)
+print(json.dumps(report))
+"""
+
+
+def graph_checks():
+    """The op in Theano graphs, with the gate opened by a record of these sources (in a subprocess)."""
+    import subprocess
+
+    from theano_det.ops import scatter_kernel
+
+    with tempfile.TemporaryDirectory(prefix="gate-") as scratch:
+        record = Path(scratch) / "passed.json"
+        record.write_text(json.dumps({"passed": True, "kernel_sha256": scatter_kernel.source_digest()}))
+        done = subprocess.run([sys.executable, "-c", GRAPH_SCRIPT, str(record)], capture_output=True, text=True,
+                              timeout=600, cwd=str(HERE.parent))
+    if done.returncode != 0:
+        return [{"name": "graphs", "ok": False, "detail": done.stderr[-3000:]}]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    op = "GpuDetAdvancedIncSubtensor1"
+    checks = [{"name": "graph " + name, "ok": op in report[name]["ops"] and report[name]["same_bits"]
+               and report[name]["distinct"] == 1, "detail": report[name]} for name in ("inc", "set")]
+    checks.append({"name": "graph inplace update", "detail": report["inplace"],
+                   "ok": [op, True] in report["inplace"]["ops"] and report["inplace"]["same_bits"]})
+    checks.append({"name": "graph out of range", "detail": report["out_of_range"],
+                   "ok": report["out_of_range"] == "index 500 is out of bounds for axis 0 with size 500"})
+    return checks
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""tools/gpu_check.py (`make gpu-check`): its dry run without a GPU, and how it records steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+
+import gpu_check  # noqa: E402
+
+STEPS = ["environment", "scatter-kernel", "incsubtensor-bench", "verify-unpatched", "patch-copy",
+         "verify-patched", "cudnn", "conv-bench", "gpu-tests", "clients"]
+
+
+def test_without_a_gpu_it_checks_that_every_step_can_start_and_exits_4(tmp_path):
+    env = dict(os.environ, GPU_REPORT_DIR=str(tmp_path / "report"))
+    started = time.time()
+    done = subprocess.run([sys.executable, "tools/gpu_check.py"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 4, done.stderr[-4000:]
+    report = json.loads((tmp_path / "report" / "gpu-report.json").read_text())
+    assert report["mode"] == "dry run (no GPU)"
+    assert report["status"] == "dry run: every step can start", json.dumps(report["steps"], indent=1)[-4000:]
+    assert [step["name"] for step in report["steps"]] == STEPS
+    clients = "passed" if (ROOT / "tests" / "test_clients.py").is_file() else "not present"
+    for step in report["steps"]:
+        assert step["status"] == (clients if step["name"] == "clients" else "passed"), step
+        assert step["seconds"] <= step["budget_s"]
+    assert 0 < report["wall_s"] <= time.time() - started
+    markdown = (tmp_path / "report" / "gpu-report.md").read_text()
+    assert "| verify-patched | passed | 0 |" in markdown
+    assert "no GPU here: dry run only" in done.stderr
+
+
+def test_make_gpu_check_runs_the_script_with_the_interpreter_on_path():
+    done = subprocess.run(["make", "-n", "gpu-check"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "python3 tools/gpu_check.py"
+
+
+def test_a_step_past_its_budget_is_stopped_and_recorded(tmp_path):
+    step = gpu_check.Step("hang", "sleeps", [sys.executable, "-c", "import time; time.sleep(60)"], budget=1)
+    started = time.time()
+    record = gpu_check.run_step(step, deadline=time.time() + 100, dry=False, report_dir=tmp_path)
+    assert time.time() - started < 30
+    assert record["status"] == "timed out" and record["exit"] is None
+
+
+def test_a_step_is_not_started_when_the_run_is_out_of_time(tmp_path):
+    step = gpu_check.Step("late", "never runs", [sys.executable, "-c", "raise SystemExit(0)"], budget=60)
+    record = gpu_check.run_step(step, deadline=time.time() + 2, dry=False, report_dir=tmp_path)
+    assert record["status"] == "not started" and "out of time" in record["note"]
+
+
+def test_the_report_is_written_after_every_step_even_a_failed_one(tmp_path):
+    report = gpu_check.Report(tmp_path, "GPU")
+    failing = gpu_check.Step("fails", "exits 3", [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], 60)
+    report.add(gpu_check.run_step(failing, time.time() + 100, False, tmp_path))
+    document = json.loads((tmp_path / "gpu-report.json").read_text())
+    assert document["status"] == "running"
+    (step,) = document["steps"]
+    assert step["status"] == "failed" and step["exit"] == 3 and "boom" in step["output_tail"]
+    assert "| fails | failed | 3 |" in (tmp_path / "gpu-report.md").read_text()
+
+
+@pytest.mark.parametrize("expect,code,ops,stable,problem", [
+    (1, 1, ["GpuAdvancedIncSubtensor1_dev20"], False, None),
+    (1, 0, ["GpuAdvancedIncSubtensor1"], True, "verify exited 0, expected 1"),
+    (1, 1, ["GpuAdvancedIncSubtensor1"], False, "compiled no _dev20 op"),
+    (0, 0, ["GpuAdvancedIncSubtensor1"], True, None),
+    (0, 0, ["GpuAdvancedIncSubtensor1_dev20"], False, "still compiles _dev20"),
+])
+def test_verify_expectations(expect, code, ops, stable, problem):
+    document = {"checks": [{"name": "embedding_grad", "ops": ops, "bitwise_stable": stable}]}
+    problems = gpu_check.verify_expectation(expect)(code, document)
+    if problem is None:
+        assert problems == []
+    else:
+        assert any(problem in text for text in problems), problems
+
+
+def test_an_expected_nonzero_exit_passes_and_an_unexpected_document_fails(tmp_path):
+    document = json.dumps({"checks": [{"name": "embedding_grad", "ops": ["X_dev20"], "bitwise_stable": False}]})
+    command = [sys.executable, "-c", "import sys; print('Theano says hi'); print(%r); sys.exit(1)" % document]
+    step = gpu_check.Step("verify", "stock", command, 60, check=gpu_check.stdout_json_check(
+        gpu_check.verify_expectation(1)))
+    assert gpu_check.run_step(step, time.time() + 100, False, tmp_path)["status"] == "passed"
+    step.check = gpu_check.stdout_json_check(gpu_check.verify_expectation(0))
+    record = gpu_check.run_step(step, time.time() + 100, False, tmp_path)
+    assert record["status"] == "failed" and record["problems"]

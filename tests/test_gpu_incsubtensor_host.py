@@ -1,0 +1,256 @@
+"""GpuDetAdvancedIncSubtensor1's host side (gpu_incsubtensor.scatter) against a stand-in for pygpu.
+
+On a GPU, scatter() hands buffers, byte offsets and element strides to the five
+kernels through pygpu's GpuKernel. Here a fake pygpu keeps every array in a flat
+byte buffer (like gpudata: a kernel gets the allocation, not the view's offset)
+and runs each kernel as a line-by-line Python transcription of its CUDA source,
+after checking the argument list against the kernel's declared types. So the
+argument order, offsets, strides, ping-pong buffers and the read-back of the
+first bad index are checked without a GPU; the kernels' arithmetic is checked by
+the numpy model (test_scatter_kernel_model.py) and NVRTC (test_scatter_kernel_compile.py).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+from incsubtensor_cases import CASES, DTYPES, expected_result, same_bits
+
+from theano_det.ops import scatter_kernel as sk
+
+SIZE, SSIZE = "size_t", "ssize_t"
+
+
+class FakeGpuArray:
+    """A strided view of a flat byte buffer (`gpudata`), like a pygpu GpuArray."""
+
+    def __init__(self, data, offset, shape, strides, dtype):
+        self.data, self.offset = data, offset
+        self.shape, self.strides, self.dtype = tuple(shape), tuple(strides), np.dtype(dtype)
+
+    @classmethod
+    def from_numpy(cls, array, pad=16):
+        array = np.asarray(array)
+        data = np.zeros(pad + max(array.nbytes, 1) + pad, dtype=np.uint8)  # not at offset 0, on purpose
+        contiguous = np.ascontiguousarray(array)
+        data[pad:pad + array.nbytes] = np.frombuffer(contiguous.tobytes(), dtype=np.uint8)
+        return cls(data, pad, array.shape, contiguous.strides, array.dtype)
+
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: int(np.prod(self.shape)))
+    itemsize = property(lambda self: self.dtype.itemsize)
+
+    def __array__(self, dtype=None, copy=None):
+        view = np.ndarray(self.shape, self.dtype, buffer=self.data, offset=self.offset, strides=self.strides)
+        return view.copy() if dtype is None else view.astype(dtype)
+
+    def copy(self):
+        return FakeGpuArray.from_numpy(np.asarray(self), pad=0)
+
+    def __getitem__(self, item):
+        start, stop, _ = item.indices(self.shape[0])
+        return FakeGpuArray(self.data, self.offset + start * self.strides[0], (stop - start,) + self.shape[1:],
+                            self.strides, self.dtype)
+
+
+def typed(data, dtype, offset=0):
+    """The buffer seen as `dtype` elements from byte `offset` (what the kernel's pointer arithmetic does)."""
+    return data[offset:].view(dtype) if (len(data) - offset) % np.dtype(dtype).itemsize == 0 else \
+        data[offset:offset + (len(data) - offset) // np.dtype(dtype).itemsize * np.dtype(dtype).itemsize].view(dtype)
+
+
+def as_size(value):
+    assert isinstance(value, (int, np.integer)) and value >= 0, value
+    return int(value)
+
+
+# -- the kernels, transcribed from scatter_kernel._TEMPLATE -----------------------------
+
+def td_rows(launch, K, N, idx, idx_offset, idx_stride, keys, pos, first_bad):
+    index = typed(idx, launch.index_dtype, idx_offset)
+    keys, pos, first_bad = typed(keys, np.uint32), typed(pos, np.uint32), typed(first_bad, np.uint32)
+    for k in range(K):
+        v = index[k * idx_stride]
+        if np.dtype(launch.index_dtype).kind == "i":
+            s = int(v)
+            if s < 0:
+                s += N
+            bad, row = s < 0 or s >= N, s
+        else:
+            bad, row = int(v) >= N, int(v)
+        if bad:
+            first_bad[0] = min(first_bad[0], k)
+        keys[k], pos[k] = (0 if bad else row), k
+
+
+def _tile_digits(keys, K, shift, tile):
+    begin = tile * sk.TILE
+    length = min(K - begin, sk.TILE)
+    return begin, [(int(keys[begin + j]) >> shift) & (sk.RADIX - 1) for j in range(length)]
+
+
+def td_digit_counts(launch, K, shift, keys, tile_counts, n_tiles):
+    keys, counts = typed(keys, np.uint32), typed(tile_counts, np.uint32)
+    for tile in range(launch.gs):
+        _, digits = _tile_digits(keys, K, shift, tile)
+        for digit in range(launch.ls):
+            counts[digit * n_tiles + tile] = sum(1 for d in digits if d == digit)
+
+
+def td_scan(launch, counts, n):
+    counts = typed(counts, np.uint32)
+    values = [int(c) for c in counts[:n]]
+    running = 0
+    for i in range(n):
+        counts[i] = running
+        running += values[i]
+
+
+def td_scatter(launch, K, shift, keys_in, pos_in, keys_out, pos_out, slots, n_tiles):
+    keys_in, pos_in = typed(keys_in, np.uint32), typed(pos_in, np.uint32)
+    keys_out, pos_out, slots = typed(keys_out, np.uint32), typed(pos_out, np.uint32), typed(slots, np.uint32)
+    for tile in range(launch.gs):
+        begin, digits = _tile_digits(keys_in, K, shift, tile)
+        for digit in range(launch.ls):
+            slot = int(slots[digit * n_tiles + tile])
+            for j, d in enumerate(digits):
+                if d == digit:
+                    keys_out[slot], pos_out[slot] = keys_in[begin + j], pos_in[begin + j]
+                    slot += 1
+
+
+def td_apply(launch, K, D, keys, pos, out, out_offset, out_s0, out_s1, y, y_offset, y_s0, y_s1, set_, first_bad):
+    if typed(first_bad, np.uint32)[0] != 0xFFFFFFFF:
+        return
+    keys, pos = typed(keys, np.uint32), typed(pos, np.uint32)
+    out, y = typed(out, launch.dtype, out_offset), typed(y, launch.dtype, y_offset)
+    add = {"float16": lambda a, b: np.float16(np.float32(a) + np.float32(b))}.get(
+        launch.dtype, lambda a, b: (a + b) if np.dtype(launch.dtype).kind == "f" else
+        np.array(int(a) + int(b)).astype(np.uint64).astype(launch.dtype)[()])
+    for g in range(K * D):
+        i, c = g // D, g % D
+        row = int(keys[i])
+        if i > 0 and keys[i - 1] == row:
+            continue
+        target = row * out_s0 + c * out_s1
+        p = i
+        if set_:
+            while p + 1 < K and keys[p + 1] == row:
+                p += 1
+            out[target] = y[int(pos[p]) * y_s0 + c * y_s1]
+        else:
+            acc = out[target]
+            while p < K and keys[p] == row:
+                acc = add(acc, y[int(pos[p]) * y_s0 + c * y_s1])
+                p += 1
+            out[target] = acc
+
+
+KERNELS = {"td_rows": td_rows, "td_digit_counts": td_digit_counts, "td_scan": td_scan,
+           "td_scatter": td_scatter, "td_apply": td_apply}
+
+
+class FakeGpuKernel:
+    compiled = []
+
+    def __init__(self, source, name, types_, context=None, **flags):
+        assert "#include \"cluda.h\"" in source and "KERNEL void %s(" % name in source
+        assert set(flags) == {"have_double", "have_half", "have_small"}
+        self.name, self.types = name, types_
+        self.dtype = [d for d, c in sk.CTYPES.items() if "typedef %s td_value;" % c in source][0]
+        self.index_dtype = [d for d, c in sk.CTYPES.items() if "typedef %s td_index;" % c in source][0]
+        FakeGpuKernel.compiled.append((name, self.dtype, self.index_dtype))
+
+    def __call__(self, *args, gs=None, ls=None, n=None, shared=0):
+        assert n is None and isinstance(gs, int) and isinstance(ls, int) and 0 < gs <= sk.MAX_BLOCKS
+        assert len(args) == len(self.types), (self.name, len(args), len(self.types))
+        values = []
+        for arg, kind in zip(args, self.types):
+            if kind is FakeGpuArray:
+                assert isinstance(arg, FakeGpuArray), (self.name, arg)
+                values.append(arg.data)  # the allocation: the kernel adds the offset itself
+            elif kind == SIZE:
+                values.append(as_size(arg))
+            else:
+                assert isinstance(arg, (int, np.integer)), (self.name, kind, arg)
+                values.append(int(arg))
+        self.gs, self.ls = gs, ls
+        KERNELS[self.name](self, *values)
+
+
+@pytest.fixture
+def scatter(monkeypatch):
+    from theano_det.ops import gpu_incsubtensor  # imports Theano's gpuarray backend, without pygpu
+
+    gpuarray = types.SimpleNamespace(
+        SIZE=SIZE, SSIZE=SSIZE, GpuArray=FakeGpuArray, GpuKernel=FakeGpuKernel,
+        # fresh allocations start at offset 0, as libgpuarray's do (the work buffers rely on it)
+        array=lambda obj, dtype=None, context=None: FakeGpuArray.from_numpy(np.asarray(obj, dtype=dtype), pad=0),
+        empty=lambda shape, dtype, context=None: FakeGpuArray.from_numpy(np.full(shape, 0xAB, dtype=dtype), pad=0))
+    monkeypatch.setitem(sys.modules, "pygpu", types.SimpleNamespace(gpuarray=gpuarray))
+    monkeypatch.setitem(sys.modules, "pygpu.gpuarray", gpuarray)
+    monkeypatch.setattr(gpu_incsubtensor, "_kernels", {})
+    return gpu_incsubtensor.scatter
+
+
+SMALL = [case for case in CASES if case.name not in ("one long run (all indices equal)",)]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "int8", "uint64"])
+@pytest.mark.parametrize("case", SMALL, ids=repr)
+def test_scatter_launches_the_kernels_with_the_right_arguments(scatter, case, dtype):
+    x, y, idx = case.make(dtype)
+    x_gpu, y_gpu, idx_gpu = (FakeGpuArray.from_numpy(a) for a in (x, y, idx))
+    if case.out_of_range:
+        with pytest.raises(IndexError) as numpy_error:
+            expected_result(x.copy(), y, idx, case.set_instead_of_inc)
+        for inplace in (False, True):
+            with pytest.raises(IndexError) as error:
+                scatter(x_gpu, y_gpu, idx_gpu, case.set_instead_of_inc, inplace, "ctx")
+            assert str(error.value) == str(numpy_error.value)
+            assert same_bits(np.asarray(x_gpu), x)
+        return
+    expected = expected_result(x, y, idx, case.set_instead_of_inc)
+    assert same_bits(np.asarray(scatter(x_gpu, y_gpu, idx_gpu, case.set_instead_of_inc, False, "ctx")), expected)
+    assert same_bits(np.asarray(x_gpu), x)
+    out = scatter(x_gpu, y_gpu, idx_gpu, case.set_instead_of_inc, True, "ctx")
+    assert out is x_gpu and same_bits(np.asarray(x_gpu), expected)
+
+
+def test_views_with_offsets_and_strides(scatter):
+    rng = np.random.RandomState(3)
+    base = rng.standard_normal((12, 8)).astype(np.float32)
+    x = FakeGpuArray.from_numpy(base)
+    x = FakeGpuArray(x.data, x.offset + 2 * 32 + 4, (5, 3), (64, 8), np.float32)  # rows 2,4,..; columns 1,3,5
+    host_x = base[2::2][:5, 1:7:2]
+    idx_all = FakeGpuArray.from_numpy(np.array([9, 0, 4, 0, -1, 7, 0], dtype=np.int32))
+    idx = idx_all[1:4]  # [0, 4, 0]: a view with an offset
+    y = FakeGpuArray.from_numpy(rng.standard_normal(3).astype(np.float32))  # broadcast over positions
+    expected = expected_result(host_x, np.asarray(y), np.array([0, 4, 0]), False)
+    assert same_bits(np.asarray(scatter(x, y, idx, False, False, "ctx")), expected)
+    scatter(x, y, idx, False, True, "ctx")  # inplace: into the view, nothing else of the buffer
+    after = np.ndarray((12, 8), np.float32, buffer=x.data, offset=16)
+    assert same_bits(after[2::2][:5, 1:7:2], expected)
+    untouched = np.ones((12, 8), bool)
+    untouched[2:12:2, 1:7:2] = False
+    assert same_bits(after[untouched], base[untouched])
+
+
+def test_every_dtype_compiles_one_source_and_the_kernels_are_reused(scatter):
+    FakeGpuKernel.compiled.clear()
+    for dtype in DTYPES:
+        x, y, idx = CASES[0].make(dtype)
+        for _ in range(2):
+            scatter(*(FakeGpuArray.from_numpy(a) for a in (x, y, idx)), False, False, "ctx")
+    assert len(FakeGpuKernel.compiled) == len(DTYPES) * len(sk.KERNEL_NAMES)
+
+
+def test_a_y_that_does_not_broadcast_is_refused(scatter):
+    x = FakeGpuArray.from_numpy(np.zeros((4, 3), np.float32))
+    y = FakeGpuArray.from_numpy(np.zeros((2, 2), np.float32))
+    idx = FakeGpuArray.from_numpy(np.array([0, 1]))
+    with pytest.raises(ValueError, match="array is not broadcastable to correct shape"):
+        scatter(x, y, idx, False, False, "ctx")

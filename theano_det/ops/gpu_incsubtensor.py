@@ -1,0 +1,192 @@
+"""GpuDetAdvancedIncSubtensor1: x[idx] += y (or = y) on the GPU, bitwise reproducible and fast.
+
+The semantics of DetAdvancedIncSubtensor1 (det_incsubtensor.py): y cast to x's
+dtype; negative indices from the end; the last duplicate wins for `set`; an
+index out of range raises numpy's IndexError and nothing is written. The
+order of additions is ordered_scatter's: per (row, column), the positions in
+increasing order, so the bits are np.add.at's.
+
+The work is done by the five kernels of scatter_kernel.py, compiled by
+libgpuarray (NVRTC) through pygpu's GpuKernel and launched by `perform` as
+scatter_kernel.launch_plan says. x has 1 or 2 dimensions (a 1-D x is an N x 1
+view); the rewrite leaves other ranks to Theano's ops.
+
+Imports Theano's gpuarray backend and pygpu: only the GPU layer of
+incsubtensor_rewrite imports this module. Python 3.5+ syntax.
+"""
+import numpy as np
+import theano.tensor as T
+from theano.gof import Apply, Op
+from theano.gpuarray.basic_ops import as_gpuarray_variable, infer_context_name
+from theano.gpuarray.type import gpu_context_type
+
+from . import scatter_kernel as sk
+from .ordered_scatter import scatter_rows
+
+NO_BAD_POSITION = 0xFFFFFFFF
+
+
+class GpuDetAdvancedIncSubtensor1(Op):
+    """x[ilist] += y (or x[ilist] = y) on the GPU in the fixed order; see the module docstring."""
+
+    __props__ = ("inplace", "set_instead_of_inc")
+    _f16_ok = True
+    params_type = gpu_context_type
+
+    def __init__(self, inplace=False, set_instead_of_inc=False):
+        self.inplace = bool(inplace)
+        self.set_instead_of_inc = bool(set_instead_of_inc)
+        if self.inplace:
+            self.destroy_map = {0: [0]}
+
+    def clone_inplace(self):
+        return self.__class__(inplace=True, set_instead_of_inc=self.set_instead_of_inc)
+
+    def __str__(self):
+        return "%s{%s,%s}" % (self.__class__.__name__,
+                              "inplace" if self.inplace else "no_inplace",
+                              "set" if self.set_instead_of_inc else "inc")
+
+    def make_node(self, x, y, ilist):
+        ctx_name = infer_context_name(x, y, ilist)
+        x_ = as_gpuarray_variable(x, ctx_name)
+        if y.type.dtype != x_.type.dtype:
+            y = T.cast(y, x_.type.dtype)  # the kernel sees one dtype, as _dev20's make_node does
+        y_ = as_gpuarray_variable(y, ctx_name)
+        ilist_ = as_gpuarray_variable(ilist, ctx_name)  # an index made on the GPU stays there
+        if ilist_.type.dtype not in T.integer_dtypes:
+            raise TypeError("index must be integers")
+        if ilist_.type.ndim != 1:
+            raise TypeError("index must be vector")
+        if x_.type.ndim == 0:
+            raise TypeError("cannot index into a scalar")
+        if x_.type.ndim > 2:
+            raise TypeError("GpuDetAdvancedIncSubtensor1 handles x of 1 or 2 dimensions, not %d"
+                            % x_.type.ndim)
+        if y_.type.ndim > x_.type.ndim:
+            raise TypeError("cannot %s x subtensor with ndim=%s by y with ndim=%s" % (
+                "set" if self.set_instead_of_inc else "increment", x_.type.ndim, y_.type.ndim))
+        sk.check_dtypes(x_.type.dtype, ilist_.type.dtype)
+        return Apply(self, [x_, y_, ilist_], [x_.type()])
+
+    def get_params(self, node):
+        return node.outputs[0].type.context
+
+    def perform(self, node, inputs, output_storage, context):
+        x, y, ilist = inputs
+        output_storage[0][0] = scatter(x, y, ilist, self.set_instead_of_inc, self.inplace, context)
+
+    def infer_shape(self, node, input_shapes):
+        return [input_shapes[0]]
+
+    def connection_pattern(self, node):
+        return [[True], [True], [False]]
+
+
+def local_gpu_det_incsubtensor1_inplace_function():
+    """A local optimizer that makes GpuDetAdvancedIncSubtensor1 nodes inplace (registered by install)."""
+    from theano.gof import local_optimizer
+
+    @local_optimizer([GpuDetAdvancedIncSubtensor1], inplace=True)
+    def local_gpu_det_incsubtensor1_inplace(node):
+        if isinstance(node.op, GpuDetAdvancedIncSubtensor1) and not node.op.inplace:
+            return [node.op.clone_inplace()(*node.inputs)]
+        return False
+
+    return local_gpu_det_incsubtensor1_inplace
+
+
+# -- perform: the launches -------------------------------------------------
+
+_kernels = {}
+
+
+def compiled_kernels(context, dtype, index_dtype):
+    """{kernel name: pygpu GpuKernel} for these dtypes, compiled once per context."""
+    key = (id(context), dtype, index_dtype)
+    if key not in _kernels:
+        from pygpu import gpuarray
+
+        types = {"size": gpuarray.SIZE, "ssize": gpuarray.SSIZE, "buffer": gpuarray.GpuArray,
+                 "uint32": "uint32", "int32": "int32"}
+        source = sk.kernel_source(dtype, index_dtype)
+        flags = sk.kernel_flags(dtype, index_dtype)
+        _kernels[key] = dict(
+            (name, gpuarray.GpuKernel(source, name, [types[t] for t in sk.ARGUMENTS[name]],
+                                      context=context, **flags))
+            for name in sk.KERNEL_NAMES)
+    return _kernels[key]
+
+
+def element_strides(array, shape):
+    """`array`'s strides in elements once broadcast to `shape` (0 along broadcast axes)."""
+    padded = (1,) * (len(shape) - array.ndim) + tuple(array.shape)
+    strides = (0,) * (len(shape) - array.ndim) + tuple(array.strides)
+    result = []
+    for have, want, stride in zip(padded, shape, strides):
+        if have == want and have != 1:
+            result.append(stride // array.itemsize)
+        elif have == 1:
+            result.append(0)
+        else:
+            raise ValueError("array is not broadcastable to correct shape")
+    return result
+
+
+def scatter(x, y, ilist, set_instead_of_inc, inplace, context):
+    """The op's result for GPU arrays x, y, ilist (pygpu GpuArrays)."""
+    from pygpu import gpuarray
+
+    n_rows, n_positions = x.shape[0], ilist.shape[0]
+    n_columns = x.shape[1] if x.ndim == 2 else 1
+    if max(n_rows, n_positions) > sk.MAX_ROWS:  # beyond uint32 keys: the same order on the host
+        out = scatter_rows(np.asarray(x).copy(), np.asarray(y), np.asarray(ilist), set_instead_of_inc)
+        return gpuarray.array(out, context=context)
+    y_s0, y_s1 = (element_strides(y, (n_positions,) + tuple(x.shape[1:])) + [0])[:2]
+    plan = sk.launch_plan(n_positions, n_rows, n_columns)
+    kernels = compiled_kernels(context, np.dtype(x.dtype).name, np.dtype(ilist.dtype).name)
+    buffers = _work_buffers(context, n_positions)
+    out = x if inplace else x.copy()
+    out_s0, out_s1 = (element_strides(out, tuple(out.shape)) + [0])[:2]  # the copy's strides, not x's
+    source = 0
+    first_bad = gpuarray.array(np.array([NO_BAD_POSITION], dtype=np.uint32), context=context)
+    for name, blocks, threads, shift in plan:
+        keys, pos = buffers["keys"], buffers["pos"]
+        if name == "td_rows":
+            kernels[name](n_positions, n_rows, ilist, ilist.offset, ilist.strides[0] // ilist.itemsize,
+                          keys[0], pos[0], first_bad, gs=blocks, ls=threads)
+        elif name == "td_digit_counts":
+            kernels[name](n_positions, shift, keys[source], buffers["counts"], buffers["tiles"],
+                          gs=blocks, ls=threads)
+        elif name == "td_scan":
+            kernels[name](buffers["counts"], buffers["counts"].size, gs=blocks, ls=threads)
+        elif name == "td_scatter":
+            kernels[name](n_positions, shift, keys[source], pos[source], keys[1 - source], pos[1 - source],
+                          buffers["counts"], buffers["tiles"], gs=blocks, ls=threads)
+            source = 1 - source
+        elif name == "td_apply":
+            kernels[name](n_positions, n_columns, keys[source], pos[source],
+                          out, out.offset, out_s0, out_s1, y, y.offset, y_s0, y_s1,
+                          int(set_instead_of_inc), first_bad, gs=blocks, ls=threads)
+    bad = int(np.asarray(first_bad)[0]) if plan else NO_BAD_POSITION  # the call's one sync
+    if bad != NO_BAD_POSITION:  # td_apply wrote nothing: x is as it was
+        value = np.asarray(ilist[bad:bad + 1])[0]
+        raise IndexError("index %d is out of bounds for axis 0 with size %d" % (value, n_rows))
+    return out
+
+
+def _work_buffers(context, n_positions):
+    """keys[2], pos[2] (uint32, K each) and the per-tile digit counts: O(K) in all.
+
+    Fresh allocations start at offset 0, so the kernels get them without an offset.
+    """
+    from pygpu import gpuarray
+
+    length = max(1, n_positions)
+    tiles = max(1, sk.tile_count(n_positions))
+    return {
+        "keys": [gpuarray.empty((length,), dtype="uint32", context=context) for _ in range(2)],
+        "pos": [gpuarray.empty((length,), dtype="uint32", context=context) for _ in range(2)],
+        "counts": gpuarray.empty((sk.RADIX * tiles,), dtype="uint32", context=context),
+        "tiles": tiles,
+    }
