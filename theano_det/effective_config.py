@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from theano_det import detsettings, theanorc
-from theano_det.configfile import decode, theanorc_files
+from theano_det.configfile import NotRegular, check_decodable, config_encoding, decode, read_regular, theanorc_files
 from theano_det.errors import Refused
 
 FLAGS = "THEANO_FLAGS"
@@ -138,18 +138,27 @@ class FileValues:
     flat: configparser.RawConfigParser  # [DEFAULT] as a plain section: where an option is written
 
 
-def read_files(files: list, environ, problems: list, notes: list) -> list:
-    """FileValues of each existing, readable file, weakest first; problems and notes in words."""
+def read_files(files: list, environ, problems: list, notes: list, encoding: str | None) -> list:
+    """FileValues of each existing, readable regular file, weakest first; problems and notes in words.
+
+    `encoding`: how the target's Theano decodes them (configfile.config_encoding).
+    """
     read = []
     for path in files:
         try:
-            text = decode(path.read_bytes())
+            data = read_regular(path)
         except FileNotFoundError:
+            continue
+        except NotRegular as error:
+            notes.append(f"{path} is {error.kind}, not a regular file: theano-det does not read it "
+                         "(Theano does: a device gives what it gives, a FIFO blocks the import)")
             continue
         except OSError as error:  # configparser.read() skips a file it cannot open: so does Theano
             notes.append(f"{path}: cannot read it ({error.strerror}); Theano skips it too")
             continue
+        text = decode(data)
         try:
+            check_decodable(data, str(path), encoding)
             raw = theanorc.check_theano_reads(text, str(path))
         except theanorc.ConfigSyntaxError as error:
             problems.append(f"{error.detail} (Theano fails to import with it)")
@@ -189,7 +198,7 @@ def evaluate(target, environ=None, caps=None, written: tuple = ()) -> ConfigStat
     caps = caps or detsettings.capabilities(target)
     files = theanorc_files(environ)
     problems, notes = [], list(caps.problems)
-    read = read_files(files, environ, problems, notes)
+    read = read_files(files, environ, problems, notes, config_encoding(target))
     try:
         flags = parse_flags(environ.get(FLAGS, ""))
     except FlagsSyntaxError as error:
