@@ -10,6 +10,7 @@ import configparser
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -209,3 +210,104 @@ def test_a_config_record_that_theano_det_cannot_have_written_is_refused(release_
     done = run_quickly("unpatch", "--theano-dir", package)
     assert_clean_refusal(done, 3, "manifest", phrase)
     assert (rc.read_bytes(), tree_hashes(package.parent)) == before
+
+
+# --- property: whatever a config record says, unpatch writes only the recorded file and the package ---
+
+VICTIM_FILES = {"important.txt": b"important data\n", "empty": b"", "other.ini": b"[global]\nfloatX = float32\n",
+                "crlf.ini": b"[dnn.conv]\r\nalgo_bwd_filter = none\r\n"}
+
+
+def outside_hashes(root: Path, package: Path, rc: Path) -> dict:
+    """Every file under root except the package's sdist folder and the recorded config file."""
+    return {str(path): sha256(path) for path in sorted(root.rglob("*"))
+            if path.is_file() and path != rc and package.parent not in path.parents}
+
+
+@pytest.fixture
+def patched_world(release_copy, isolated_home, tmp_path):
+    """A patched Theano 1.0.5 with a config record for ~/.theanorc, victims beside it, and a way
+    to put every file the commands may write back as it was after patching."""
+    from theano_det.cli import main
+
+    package = release_copy("1.0.5")
+    rc = isolated_home / ".theanorc"
+    rc.write_text(REALISTIC)
+    assert main(["patch", "--theano-dir", str(package)]) == 0
+    victims = tmp_path / "victims"
+    state = package / ".theano-det"
+    document = json.loads((state / "manifest.json").read_text())
+    saved = {path: path.read_bytes() for path in [rc, *[package / relative for relative in document["files"]],
+                                                    *[path for path in state.rglob("*") if path.is_file()]]}
+
+    def reset():
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(victims, ignore_errors=True)
+        victims.mkdir()
+        for name, data in VICTIM_FILES.items():
+            (victims / name).write_bytes(data)
+        for path, data in saved.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+    return package, rc, victims, document, reset
+
+
+def json_values():
+    return st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                  max_size=3), max_leaves=6)
+
+
+RECORD_FIELDS = ["path", "real_path", "existed", "sha256_before", "sha256_after", "backup", "keys",
+                 "sections_added", "last_line"]
+KEY_FIELDS = ["section", "option", "key", "value", "previous", "previous_lines", "added"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                               HealthCheck.too_slow])
+@given(data=st.data())
+def test_no_config_record_makes_unpatch_touch_anything_but_the_recorded_file_and_the_package(
+        patched_world, tmp_path, data):
+    from theano_det import configfile, manifest as manifests
+    from theano_det.cli import main
+    from theano_det.errors import Refused
+
+    package, rc, victims, document, reset = patched_world
+    reset()
+    victim_paths = [str(victims / name) for name in VICTIM_FILES]
+    digests = [sha256(victims / name) for name in VICTIM_FILES] + [
+        sha256(package / ".theano-det" / record["backup"]) for record in document["config"].values()]
+    interesting = st.sampled_from([*victim_paths, *digests, str(rc), "../../victims/important.txt",
+                                   "config-backup/../../../victims/important.txt", "backup/gpuarray/opt.py",
+                                   manifests.config_backup_name(victim_paths[0]), ""])
+    value = st.one_of(interesting, json_values(), st.booleans(), st.none())
+    forged = json.loads(json.dumps(document))
+    (key, record), = forged["config"].items()
+    if data.draw(st.booleans(), label="aim the record at a victim"):
+        victim = data.draw(st.sampled_from(victim_paths), label="victim")
+        record.update(path=victim, real_path=victim, sha256_after=sha256(Path(victim)))
+        key = victim
+        if data.draw(st.booleans(), label="give the victim a backup"):
+            record["backup"] = manifests.config_backup_name(victim)
+            backup = package / ".theano-det" / record["backup"]
+            backup.write_bytes((package / ".theano-det" / document["config"][str(rc)]["backup"]).read_bytes())
+    for _ in range(data.draw(st.integers(0, 3), label="mutations")):
+        if data.draw(st.booleans(), label="in keys") and isinstance(record.get("keys"), list) and record["keys"]:
+            change = data.draw(st.sampled_from(record["keys"]))
+            if isinstance(change, dict):
+                change[data.draw(st.sampled_from(KEY_FIELDS))] = data.draw(value)
+        else:
+            record[data.draw(st.sampled_from(RECORD_FIELDS))] = data.draw(value)
+    forged["config"] = {key: record}
+    (package / ".theano-det/manifest.json").write_text(json.dumps(forged))
+    before = outside_hashes(tmp_path, package, rc)
+
+    for command in (["unpatch", "--dry-run"], ["unpatch"]):
+        assert main([*command, "--theano-dir", str(package)]) in (0, 3)  # no traceback: it would raise here
+    assert outside_hashes(tmp_path, package, rc) == before
+    try:  # what status does with config records (the rest of status plans sources: seconds per call)
+        configfile.check_records(manifests.load(package))
+    except Refused:
+        pass
+    assert outside_hashes(tmp_path, package, rc) == before
