@@ -182,7 +182,7 @@ def test_a_forged_config_record_cannot_make_unpatch_overwrite_a_file(release_cop
     assert victim.read_text() == "[global]\nfloatX = float32\n"
 
 
-@pytest.mark.parametrize("field, value, phrase", [
+RECORDS_THEANO_DET_CANNOT_HAVE_WRITTEN = [
     ("path", "relative/theanorc", "path"),
     ("real_path", "/tmp/../etc/theanorc", "real_path"),
     ("existed", "yes", "existed"),
@@ -191,25 +191,34 @@ def test_a_forged_config_record_cannot_make_unpatch_overwrite_a_file(release_cop
     ("keys", [], "keys"),
     ("keys", [{"section": "client", "option": "password", "key": "client.password", "value": "x",
                "added": "", "previous": None, "previous_lines": None}], "keys"),
+    ("keys", [{"section": "global", "option": "deterministic", "key": "deterministic", "value": "more",
+               "added": "", "previous": "default", "previous_lines": "password = hunter2\n"}],
+     "keys.previous_lines"),
     ("last_line", "a\nb", "last_line"),
-])
-def test_a_config_record_that_theano_det_cannot_have_written_is_refused(release_copy, isolated_home,
-                                                                        field, value, phrase):
+]
+
+
+def test_a_config_record_that_theano_det_cannot_have_written_is_refused(release_copy, isolated_home):
     package = release_copy("1.0.5")
     assert run_quickly("patch", "--theano-dir", package).returncode == 0
     path = package / ".theano-det/manifest.json"
-    document = json.loads(path.read_text())
-    (key, record) = next(iter(document["config"].items()))
-    if field == "real_path":
-        document["config"] = {value: dict(record, real_path=value)}
-    else:
-        record[field] = value
-    path.write_text(json.dumps(document))
+    valid = path.read_text()
     rc = isolated_home / ".theanorc"
     before = rc.read_bytes(), tree_hashes(package.parent)
-    done = run_quickly("unpatch", "--theano-dir", package)
-    assert_clean_refusal(done, 3, "manifest", phrase)
-    assert (rc.read_bytes(), tree_hashes(package.parent)) == before
+    for field, value, phrase in RECORDS_THEANO_DET_CANNOT_HAVE_WRITTEN:
+        document = json.loads(valid)
+        ((key, record),) = document["config"].items()
+        if field == "real_path":
+            document["config"] = {value: dict(record, real_path=value)}
+        else:
+            record[field] = value
+        path.write_text(json.dumps(document))
+        (filed_under,) = document["config"]
+        for command in (["unpatch"], ["status"]):
+            done = run_quickly(*command, "--theano-dir", package)
+            assert_clean_refusal(done, 3, "manifest", f"config record for {filed_under}: {phrase} ")
+        path.write_text(valid)
+        assert (rc.read_bytes(), tree_hashes(package.parent)) == before, field
 
 
 # --- property: whatever a config record says, unpatch writes only the recorded file and the package ---
