@@ -89,6 +89,41 @@ def test_a_config_file_replaced_by_a_fifo_after_patching_is_left_alone_by_unpatc
     assert (package / "gpuarray/opt.py").read_bytes() == (release("1.0.5") / "gpuarray/opt.py").read_bytes()
 
 
+def recorded_config(release, tmp_path, text: bytes | None):
+    """(rc, manifest, state folder) after writing our settings into rc, as patch records them."""
+    from theano_det import configfile, manifest as manifests
+    from theano_det.transaction import Transaction
+
+    rc, state = tmp_path / "theanorc", tmp_path / "state"
+    if text is not None:
+        rc.write_bytes(text)
+    plan = configfile.plan_patch(release("1.0.5"), configfile.ConfigChoice(rc, "test", True))
+    manifest, transaction = manifests.Manifest(), Transaction()
+    configfile.record_patch(transaction, plan, manifest, state)
+    configfile.write_patch(transaction, plan)
+    transaction.commit()
+    return rc, manifests.parse(manifest.to_bytes()), state
+
+
+@pytest.mark.parametrize("replace", ["remove", "fifo", "folder"])
+def test_a_recorded_config_file_that_is_gone_or_no_longer_a_file_is_left_alone(release, tmp_path, replace):
+    from theano_det import configfile
+
+    rc, manifest, state = recorded_config(release, tmp_path, REALISTIC.encode())
+    rc.unlink()
+    if replace == "fifo":
+        os.mkfifo(rc)
+    elif replace == "folder":
+        rc.mkdir()
+    (restore,) = configfile.plan_unpatch(manifest, state)
+    assert not restore.needs_write
+    if replace == "remove":
+        assert restore.left_alone and all(reason == "the file no longer exists" for _, reason in restore.left_alone)
+    else:
+        assert restore.problem == f"it is {'a FIFO' if replace == 'fifo' else 'a folder'}, not a regular file; " \
+                                  "theano-det reads and replaces only regular files"
+
+
 # --- break 9: a byte Theano cannot decode ----------------------------------------------------------
 
 LATIN1 = b"[global]\nfloatX = float32\n# caf\xe9 (latin-1)\n[dnn.conv]\nalgo_bwd_filter = none\n"

@@ -129,7 +129,7 @@ def read_config(path: Path, real: Path) -> bytes | None:
         raise Refused(f"{path} is a folder, not a config file; nothing was changed",
                       hint="choose a file with --config-file, or use --no-config")
     try:
-        return read_regular(real, str(path))
+        return read_regular(real)
     except FileNotFoundError:
         if not real.parent.is_dir():
             raise Refused(f"cannot create {path}: the folder {real.parent} does not exist; nothing was changed",
@@ -179,7 +179,7 @@ def refuse_kind(path: Path, kind: str) -> Refused:
                         "or use --no-config")
 
 
-def read_regular(path: Path, name: str | None = None) -> bytes:
+def read_regular(path: Path) -> bytes:
     """The bytes of a regular file; NotRegular for anything else, without blocking on a FIFO."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     fd = os.open(path, flags)
@@ -342,7 +342,7 @@ def plan_restore(record: ConfigRecord, folder: Path) -> ConfigRestore:
         return ConfigRestore(record, None, None, False, problem=f"cannot read it: {error.strerror}")
     keys = [change["key"] for change in record.keys]
     if current is None:  # nothing left to restore; the record goes
-        return ConfigRestore(record, None, None, False, left_alone=[(key, "the file no longer exists")])
+        return ConfigRestore(record, None, None, False, left_alone=[(key, "the file no longer exists") for key in keys])
     if sha256_bytes(current) == record.sha256_after:
         check_record_matches(record, current)
     if not is_writable(real):

@@ -93,8 +93,9 @@ def parse_flags(value: str) -> dict:
     try:
         pairs = list(splitter)
     except ValueError as error:  # unbalanced quotes, a trailing backslash: Theano raises too
-        raise FlagsSyntaxError(f"THEANO_FLAGS cannot be read ({error}): Theano fails to import with it",
-                               hint="fix the quoting in THEANO_FLAGS (`theano-det run --no-flags` leaves it alone)") from error
+        raise FlagsSyntaxError(
+            f"THEANO_FLAGS cannot be read ({error}): Theano fails to import with it",
+            hint="fix the quoting in THEANO_FLAGS (`theano-det run --no-flags` leaves it alone)") from error
     flags = {}
     for pair in pairs:
         key, sep, item = pair.strip().partition("=")
