@@ -180,7 +180,11 @@ def refuse_kind(path: Path, kind: str) -> Refused:
 
 
 def read_regular(path: Path) -> bytes:
-    """The bytes of a regular file; NotRegular for anything else, without blocking on a FIFO."""
+    """The bytes of a regular file; NotRegular for anything else, which is not even opened
+    (a device may act on open). Opened without blocking, in case a FIFO took its place."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegular(kind_of(mode))
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     fd = os.open(path, flags)
     try:
