@@ -10,6 +10,7 @@ exactly; once someone has changed it, `unpatch` takes out our options only.
 
 from __future__ import annotations
 
+import codecs
 import os
 import stat
 from dataclasses import dataclass, field
@@ -18,11 +19,11 @@ from pathlib import Path
 from theano_det import detsettings, theanorc
 from theano_det.errors import Refused
 from theano_det.fsutil import sha256_bytes
-from theano_det.manifest import ConfigRecord, Manifest, read_backup
+from theano_det.manifest import ConfigRecord, Manifest, config_backup_name, read_backup
 from theano_det.sourceplan import unified_diff
+from theano_det.target import OUR_CONFIG_ENCODING
 
 DEFAULT_THEANORC = "~/.theanorc"
-BACKUP_FOLDER = "config-backup"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,13 @@ def theanorc_files(environ) -> list:
 
 
 def choose(environ, explicit: str | None = None) -> ConfigChoice:
+    """The file `patch` writes; Refused (before any lock is taken) when it is not a regular file."""
+    choice = choose_path(environ, explicit)
+    check_regular(choice.path)
+    return choice
+
+
+def choose_path(environ, explicit: str | None) -> ConfigChoice:
     files = theanorc_files(environ)
     if explicit is not None:
         path = Path(os.path.abspath(os.path.expanduser(explicit)))
@@ -87,11 +95,16 @@ class ConfigPlan:
         }
 
 
-def plan_patch(target, choice: ConfigChoice, caps=None) -> ConfigPlan:
+TARGETS_ENCODING = object()  # plan_patch's default: the encoding the target's Theano reads with
+
+
+def plan_patch(target, choice: ConfigChoice, caps=None, encoding=TARGETS_ENCODING) -> ConfigPlan:
     """Our settings in the chosen file; Refused (nothing written) for files we must not touch."""
     caps = caps or detsettings.capabilities(target)
     real = Path(os.path.realpath(choice.path))
     current = read_config(choice.path, real)
+    check_decodable(current or b"", str(choice.path),
+                    config_encoding(target) if encoding is TARGETS_ENCODING else encoding)
     text = decode(current or b"")
     wanted, notes = [], []
     for setting in detsettings.deterministic_settings(target, caps):
@@ -116,15 +129,100 @@ def read_config(path: Path, real: Path) -> bytes | None:
         raise Refused(f"{path} is a folder, not a config file; nothing was changed",
                       hint="choose a file with --config-file, or use --no-config")
     try:
-        return real.read_bytes()
+        return read_regular(real)
     except FileNotFoundError:
         if not real.parent.is_dir():
             raise Refused(f"cannot create {path}: the folder {real.parent} does not exist; nothing was changed",
                           hint="create the folder, choose another file with --config-file, or use --no-config")
         return None
+    except NotRegular as error:
+        raise refuse_kind(path, error.kind) from error
     except OSError as error:
         raise Refused(f"cannot read {path}: {error.strerror}; nothing was changed",
                       hint="make it readable, choose another file with --config-file, or use --no-config") from error
+
+
+# --- only regular files are config files ------------------------------------------------------------
+
+FILE_KINDS = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO",
+              stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder", stat.S_IFLNK: "a symlink"}
+
+
+class NotRegular(OSError):
+    def __init__(self, kind: str):
+        super().__init__(f"it is {kind}, not a regular file")
+        self.kind = kind
+
+
+def kind_of(mode: int) -> str:
+    return FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def check_regular(path: Path) -> None:
+    """Refused unless `path` (its symlinks followed) is a regular file or does not exist.
+
+    Replacing a device (THEANORC=/dev/null is a common way to read no config file)
+    would replace it by a regular file; reading a FIFO blocks forever.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing (created later), or unreadable: reading it says so
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a folder gets its own message
+        raise refuse_kind(path, kind_of(mode))
+
+
+def refuse_kind(path: Path, kind: str) -> Refused:
+    return Refused(f"{path} is {kind}, not a regular file; theano-det reads and replaces only regular "
+                   "files as config files; nothing was changed",
+                   hint="choose a regular file with --config-file (and name it in THEANORC), "
+                        "or use --no-config")
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of a regular file; NotRegular for anything else, which is not even opened
+    (a device may act on open). Opened without blocking, in case a FIFO took its place."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegular(kind_of(mode))
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegular(kind_of(mode))
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read()
+    finally:
+        os.close(fd)
+
+
+# --- only bytes Theano can decode ---------------------------------------------------------------------
+
+
+def config_encoding(target) -> str | None:
+    """How the target's Theano decodes config files (None: Python 2 reads them as bytes)."""
+    return getattr(target, "config_encoding", OUR_CONFIG_ENCODING)
+
+
+def check_decodable(data: bytes, name: str, encoding: str | None) -> None:
+    """Theano 1.0.5 reads config files with ConfigParser.read(files): open() in text mode, the
+    locale's encoding. A byte that does not decode makes `import theano` fail."""
+    if encoding is None:
+        return
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        return  # an encoding Python here does not know: the target's interpreter judges
+    try:
+        data.decode(codec)
+    except UnicodeDecodeError as error:
+        before = data[:error.start]
+        line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1  # universal newlines
+        raise theanorc.ConfigSyntaxError(
+            f"{name} line {line}: byte 0x{data[error.start]:02x} is not {codec}, and Theano cannot read "
+            f"the file (it decodes config files as {codec}, its interpreter's locale encoding)",
+            hint=f"save the file as {codec} (or ASCII), or choose another file with --config-file") from error
 
 
 def check_writable(path: Path, real: Path, exists: bool) -> None:
@@ -164,7 +262,7 @@ def record_patch(transaction, plan: ConfigPlan, manifest: Manifest, folder: Path
         return
     key = str(plan.real_path)
     old = manifest.config.get(key)
-    backup = f"{BACKUP_FOLDER}/{sha256_bytes(key.encode())[:16]}.theanorc"
+    backup = config_backup_name(key)
     before = sha256_bytes(plan.current) if plan.current is not None else None
     if old is None:
         record = ConfigRecord(path=str(plan.choice.path), real_path=key, existed=plan.current is not None,
@@ -237,14 +335,20 @@ def plan_unpatch(manifest: Manifest, folder: Path) -> list:
 def plan_restore(record: ConfigRecord, folder: Path) -> ConfigRestore:
     real = Path(record.real_path)
     try:
-        current = real.read_bytes()
+        current = read_regular(real)
     except FileNotFoundError:
         current = None
+    except NotRegular as error:
+        return ConfigRestore(record, None, None, False,
+                             problem=f"it is {error.kind}, not a regular file; theano-det reads and replaces "
+                                     "only regular files")
     except OSError as error:
         return ConfigRestore(record, None, None, False, problem=f"cannot read it: {error.strerror}")
     keys = [change["key"] for change in record.keys]
     if current is None:  # nothing left to restore; the record goes
         return ConfigRestore(record, None, None, False, left_alone=[(key, "the file no longer exists") for key in keys])
+    if sha256_bytes(current) == record.sha256_after:
+        check_record_matches(record, current)
     if not is_writable(real):
         return ConfigRestore(record, current, current, False, problem="it is read-only: make it writable first")
     if sha256_bytes(current) == record.sha256_after and record.sha256_before is not None:
@@ -260,9 +364,44 @@ def plan_restore(record: ConfigRecord, folder: Path) -> ConfigRestore:
     except Refused as error:
         return ConfigRestore(record, current, current, False, problem=error.message)
     desired = encode(text)
-    if not record.existed and not text.strip():
+    if not record.existed and restored and not text.strip():
         desired = None  # we created it and only our settings were in it
     return ConfigRestore(record, current, desired, False, restored=restored, left_alone=left_alone)
+
+
+def check_records(manifest: Manifest | None) -> None:
+    """Refused when a config record claims a file theano-det did not write (see check_record_matches)."""
+    for record in manifest.config.values() if manifest else ():
+        try:
+            current = read_regular(Path(record.real_path))
+        except OSError:
+            continue  # missing, not a regular file or unreadable: nothing is trusted to it
+        if sha256_bytes(current) == record.sha256_after:
+            check_record_matches(record, current)
+
+
+def check_record_matches(record: ConfigRecord, current: bytes) -> None:
+    """The file's bytes are the ones the record says theano-det wrote: then the file must hold
+    our settings, and a file we created nothing else. Otherwise the record names a file
+    theano-det did not write (a forged or damaged manifest): Refused, nothing is done."""
+    def refuse(reason: str):
+        return Refused(f"the manifest's config record for {record.real_path} does not match that file: "
+                       f"its sha256_after is the file's, but {reason}; nothing was done",
+                       hint="theano-det did not write that file as recorded: restore the manifest from a backup, "
+                            "or remove the record (and the file's settings) by hand")
+    text = decode(current)
+    try:
+        parser = theanorc.check_theano_reads(text, record.path)
+        document = theanorc.parse(text, record.path)
+    except Refused as error:
+        raise refuse("it is not a Theano config file") from error
+    for change in record.keys:
+        if theanorc.value_in(document, parser, change["section"], change["option"]) != change["value"]:
+            raise refuse(f"it does not set {change['option']} = {change['value']} in [{change['section']}]")
+    if not record.existed:
+        ours = {(change["section"], change["option"].lower()) for change in record.keys}
+        if set(theanorc.own_values(parser)) - ours:
+            raise refuse("it holds settings theano-det did not write, in a file the record says it created")
 
 
 def stage_unpatch(transaction, restores: list, manifest: Manifest, folder: Path) -> None:

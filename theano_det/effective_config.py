@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from theano_det import detsettings, theanorc
-from theano_det.configfile import decode, theanorc_files
+from theano_det.configfile import NotRegular, check_decodable, config_encoding, decode, read_regular, theanorc_files
+from theano_det.errors import Refused
 
 FLAGS = "THEANO_FLAGS"
 DEFAULT = "default"
@@ -76,21 +78,45 @@ class ConfigStatus:
         }
 
 
+class FlagsSyntaxError(Refused):
+    """THEANO_FLAGS that Theano's own parser rejects (Theano then fails to import)."""
+
+
 def parse_flags(value: str) -> dict:
-    """THEANO_FLAGS as Theano parses it: comma-separated key=value, shell quoting, later wins."""
+    """THEANO_FLAGS exactly as Theano parses it (configparser.parse_config_string, 0.7 - 1.0.5):
+    shlex in POSIX mode splitting on commas only, so quotes and backslashes work as in a
+    shell and `#` starts a comment; each piece is stripped, split at its first `=` (keys
+    are not stripped further), pieces without `=` are ignored, and later keys win."""
     splitter = shlex.shlex(value, posix=True)
     splitter.whitespace = ","
     splitter.whitespace_split = True
-    flags = {}
     try:
         pairs = list(splitter)
-    except ValueError:  # unbalanced quotes: Theano raises too
-        return {}
+    except ValueError as error:  # unbalanced quotes, a trailing backslash: Theano raises too
+        raise FlagsSyntaxError(
+            f"THEANO_FLAGS cannot be read ({error}): Theano fails to import with it",
+            hint="fix the quoting in THEANO_FLAGS (`theano-det run --no-flags` leaves it alone)") from error
+    flags = {}
     for pair in pairs:
         key, sep, item = pair.strip().partition("=")
         if sep:
             flags[key] = item
     return flags
+
+
+SAFE_IN_FLAGS = re.compile(r"[\w@%+=:./-]+", re.ASCII)  # nothing parse_flags treats specially
+
+
+def quote_flag(pair: str) -> str:
+    """`key=value` as a THEANO_FLAGS piece that parse_flags reads back as exactly that."""
+    if SAFE_IN_FLAGS.fullmatch(pair):
+        return pair
+    return "'" + pair.replace("'", "'\"'\"'") + "'"  # the shell's way: POSIX shlex reads it alike
+
+
+def format_flags(flags: dict) -> str:
+    """THEANO_FLAGS text that parse_flags reads as `flags` (values as Theano keeps them: stripped)."""
+    return ",".join(quote_flag(f"{key}={value}") for key, value in flags.items())
 
 
 def theano_defaults(environ) -> dict:
@@ -113,18 +139,27 @@ class FileValues:
     flat: configparser.RawConfigParser  # [DEFAULT] as a plain section: where an option is written
 
 
-def read_files(files: list, environ, problems: list, notes: list) -> list:
-    """FileValues of each existing, readable file, weakest first; problems and notes in words."""
+def read_files(files: list, environ, problems: list, notes: list, encoding: str | None) -> list:
+    """FileValues of each existing, readable regular file, weakest first; problems and notes in words.
+
+    `encoding`: how the target's Theano decodes them (configfile.config_encoding).
+    """
     read = []
     for path in files:
         try:
-            text = decode(path.read_bytes())
+            data = read_regular(path)
         except FileNotFoundError:
+            continue
+        except NotRegular as error:
+            notes.append(f"{path} is {error.kind}, not a regular file: theano-det does not read it "
+                         "(Theano does: a device gives what it gives, a FIFO blocks the import)")
             continue
         except OSError as error:  # configparser.read() skips a file it cannot open: so does Theano
             notes.append(f"{path}: cannot read it ({error.strerror}); Theano skips it too")
             continue
+        text = decode(data)
         try:
+            check_decodable(data, str(path), encoding)
             raw = theanorc.check_theano_reads(text, str(path))
         except theanorc.ConfigSyntaxError as error:
             problems.append(f"{error.detail} (Theano fails to import with it)")
@@ -164,8 +199,12 @@ def evaluate(target, environ=None, caps=None, written: tuple = ()) -> ConfigStat
     caps = caps or detsettings.capabilities(target)
     files = theanorc_files(environ)
     problems, notes = [], list(caps.problems)
-    read = read_files(files, environ, problems, notes)
-    flags = parse_flags(environ.get(FLAGS, ""))
+    read = read_files(files, environ, problems, notes, config_encoding(target))
+    try:
+        flags = parse_flags(environ.get(FLAGS, ""))
+    except FlagsSyntaxError as error:
+        problems.append(error.message)
+        flags = {}
     ours = {setting.name: setting for setting in detsettings.deterministic_settings(target, caps)}
     states = []
     for name in [*ours, *[name for name in REPORTED if name in caps.flags and name not in ours]]:

@@ -82,6 +82,7 @@ def status(target: Target, environ=None) -> Report:
     report = Report(target, "status", files=plans)
     report.interrupted = bool(manifest and manifest.state == "applying")
     report.notes += left_out_notes(target, catalogue, declined)
+    configfile.check_records(manifest)
     written = tuple(record.path for record in manifest.config.values()) if manifest else ()
     report.config_status = effective_config.evaluate(target, environ, written=written)
     return report

@@ -55,8 +55,18 @@ def plan(command, seed: int, python: str | None = None, set_flags: bool = True,
 
 
 def with_startup_dir(pythonpath: str) -> str:
-    entries = [entry for entry in pythonpath.split(os.pathsep) if entry and entry != str(STARTUP_DIR)]
-    return os.pathsep.join([str(STARTUP_DIR), *entries])
+    """The start-up folder first, then the user's entries exactly as given.
+
+    An empty entry means the current folder, so it is kept; an empty PYTHONPATH has
+    no entries at all. A PYTHONPATH that already starts with our folder (run inside
+    run) is left as it is.
+    """
+    startup = str(STARTUP_DIR)
+    if not pythonpath:
+        return startup
+    if pythonpath == startup or pythonpath.startswith(startup + os.pathsep):
+        return pythonpath
+    return startup + os.pathsep + pythonpath
 
 
 def is_python(program: str) -> bool:
@@ -85,10 +95,14 @@ def add_theano_flags(result: RunPlan, program: str, python: str | None) -> None:
 def merge_flags(user: str, ours: dict) -> tuple:
     """(new THEANO_FLAGS, what we set, notes on user flags we overrode).
 
-    The user's text is kept as it is and ours follow it: Theano keeps the last
-    value of a key. optimizer_excluding is merged, not replaced.
+    Theano keeps the last value of a key, so ours follow the user's flags; the
+    optimizer_excluding value is merged, not replaced. Every value the user gave
+    reaches Theano as its own parser reads it: the user's text is kept as it is
+    when ours can follow it unchanged, else (a `#` comment, say) it is written
+    again, each value quoted, with the same meaning.
     """
-    user_values = parse_flags(user)
+    raw_values = effective_config.parse_flags(user)
+    user_values = {canonical(key): value for key, value in raw_values.items()}
     added = {}
     notes = []
     for key, value in ours.items():
@@ -105,8 +119,19 @@ def merge_flags(user: str, ours: dict) -> tuple:
         added[key] = value
     if not added:
         return user, added, notes
-    ours_text = ",".join(f"{key}={value}" for key, value in added.items())
-    return (f"{user.rstrip(',')},{ours_text}" if user.strip(", ") else ours_text), added, notes
+    wanted = {**raw_values, **added}
+    ours_text = effective_config.format_flags(added)
+    merged = f"{user.rstrip(',')},{ours_text}" if user.strip(", ") else ours_text
+    if not reads_as(merged, wanted):
+        merged = effective_config.format_flags(wanted)
+    return merged, added, notes
+
+
+def reads_as(text: str, flags: dict) -> bool:
+    try:
+        return effective_config.parse_flags(text) == flags
+    except effective_config.FlagsSyntaxError:  # a comment in the user's text swallowed part of ours
+        return False
 
 
 def parse_flags(text: str) -> dict:
@@ -116,4 +141,4 @@ def parse_flags(text: str) -> dict:
 
 def canonical(key: str) -> str:
     """`dnn__conv__algo_bwd_filter` (Theano-PyMC) and `dnn.conv.algo_bwd_filter` are one setting."""
-    return key.strip().replace("__", ".")
+    return key.replace("__", ".")  # not stripped: Theano does not strip keys either

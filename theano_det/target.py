@@ -25,6 +25,9 @@ BACKENDS = ("sandbox/cuda", "sandbox/gpuarray", "gpuarray")
 
 DISTRIBUTIONS = {"theano": "Theano", "theano-pymc": "Theano-PyMC"}
 
+# How this interpreter's Theano would decode config files: the guess for a --theano-dir target.
+OUR_CONFIG_ENCODING = locate_theano.config_encoding()
+
 
 @dataclass(frozen=True)
 class Target:
@@ -34,6 +37,8 @@ class Target:
     backends: tuple = ()
     python: str | None = None  # the interpreter that imports it; None for --theano-dir
     python_version: str | None = None
+    # How its Theano decodes config files (locate_theano.config_encoding); None: as bytes (Python 2).
+    config_encoding: str | None = OUR_CONFIG_ENCODING
 
     def describe(self) -> str:
         version = self.version or "(version unknown)"
@@ -67,7 +72,8 @@ def locate(python: str | None = None, theano_dir: str | None = None) -> Target:
             "or choose another with --python PATH or --theano-dir DIR",
         )
     return describe_package(
-        Path(info["theano_dir"]), python=info.get("python"), python_version=info.get("python_version")
+        Path(info["theano_dir"]), python=info.get("python"), python_version=info.get("python_version"),
+        config_encoding=info.get("config_encoding"),
     )
 
 
@@ -91,7 +97,8 @@ def ask_interpreter(python: str) -> dict:
 
 
 def describe_package(
-    package_dir: Path, python: str | None = None, python_version: str | None = None
+    package_dir: Path, python: str | None = None, python_version: str | None = None,
+    config_encoding: str | None = OUR_CONFIG_ENCODING,
 ) -> Target:
     package_dir = Path(package_dir).resolve()
     if not (package_dir / "__init__.py").is_file():
@@ -102,7 +109,7 @@ def describe_package(
     distribution, version = read_distribution(package_dir)
     # A backend counts when it has an optimizer module (1.0's sandbox/cuda is a stub that raises).
     backends = tuple(name for name in BACKENDS if (package_dir / name / "opt.py").is_file())
-    return Target(package_dir, distribution, version, backends, python, python_version)
+    return Target(package_dir, distribution, version, backends, python, python_version, config_encoding)
 
 
 def read_distribution(package_dir: Path) -> tuple:

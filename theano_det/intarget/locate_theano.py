@@ -28,11 +28,21 @@ def find_theano_dir():
             return None
 
 
+def config_encoding():
+    """How Theano's configparser.read() decodes config files here: open()'s default encoding
+    (the locale's, or UTF-8 in UTF-8 mode); None on Python 2, which reads bytes as they are."""
+    if sys.version_info[0] < 3:
+        return None
+    import locale
+    return locale.getpreferredencoding(False)
+
+
 def describe():
     return {
         "python": sys.executable,
         "python_version": ".".join(str(part) for part in sys.version_info[:3]),
         "theano_dir": find_theano_dir(),
+        "config_encoding": config_encoding(),
     }
 
 
