@@ -8,9 +8,10 @@ THEANORC):
     status (pristine), patch --check, patch --dry-run, patch, status (patched),
     patch (again: nothing to do), unpatch
 
-It prints the minimum and the median over the rounds of each command (the minimum is
-the figure that noise on a shared machine does not inflate), and with --json one JSON
-document. The installed Theano is never touched.
+It prints the minimum and the median wall-clock time over the rounds of each command
+(the minimum is the figure that noise on a shared machine inflates least) and the
+minimum CPU time (user + system, which other processes inflate less still), and with
+--json one JSON document. The installed Theano is never touched.
 
 usage: python benchmarks/command_times.py [--rounds N] [--json]
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -55,14 +57,17 @@ def copy_theano(package: Path, into: Path) -> Path:
     return site / "theano"
 
 
-def timed(args: list, env: dict, expected: int) -> float:
+def timed(args: list, env: dict, expected: int) -> tuple:
+    """(wall-clock seconds, CPU seconds of the process: user + system)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "theano_det", *args], capture_output=True, text=True, env=env,
                           cwd=env["HOME"])  # not a source checkout: the theano_det on the path
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != expected:
         sys.exit(f"theano-det {' '.join(args)} exited {done.returncode}, not {expected}:\n{done.stderr[-2000:]}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main(argv=None) -> int:
@@ -75,13 +80,17 @@ def main(argv=None) -> int:
         package = copy_theano(installed_theano(), Path(work))
         env = dict(os.environ, THEANORC=str(Path(work) / "theanorc"), HOME=work)
         env.pop("THEANO_FLAGS", None)
+        # as installed: bytecode is written once and read afterwards (a session may switch that off)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         for _ in range(args.rounds):
             for name, command, expected in STEPS:
                 times[name].append(timed([*command, "--theano-dir", str(package)], env, expected))
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "pass"], check=True)
     baseline = time.perf_counter() - start
-    figures = {name: {"min_s": round(min(values), 3), "median_s": round(statistics.median(values), 3)}
+    figures = {name: {"min_s": round(min(wall for wall, _ in values), 3),
+                      "median_s": round(statistics.median(wall for wall, _ in values), 3),
+                      "min_cpu_s": round(min(cpu for _, cpu in values), 3)}
                for name, values in times.items()}
     if args.json:
         print(json.dumps({"rounds": args.rounds, "python_c_pass_s": round(baseline, 3), "commands": figures},
@@ -89,7 +98,8 @@ def main(argv=None) -> int:
     else:
         print(f"{args.rounds} round(s); `python -c pass`: {baseline:.3f} s")
         for name, figure in figures.items():
-            print(f"{name:24} min {figure['min_s']:6.3f} s   median {figure['median_s']:6.3f} s")
+            print(f"{name:24} min {figure['min_s']:6.3f} s   median {figure['median_s']:6.3f} s   "
+                  f"CPU min {figure['min_cpu_s']:6.3f} s")
     return 0
 
 

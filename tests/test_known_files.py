@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from theano_det import catalog, known_files, transforms
+from theano_det import catalog, detsettings, known_files, transforms
 from theano_det.transforms import python_calls
 
 
@@ -32,14 +32,38 @@ def full_results():
     return TOOL.full_results()
 
 
+@pytest.fixture(scope="module")
+def module_results():
+    return TOOL.module_results()
+
+
 def dev20_options(relative="gpuarray/opt.py") -> dict:
     (patch,) = [patch for patch in catalog.load_all() if patch.id == "dev20-calls"]
     return patch.options_for(relative)
 
 
-def test_the_table_is_what_the_tool_writes_from_the_pinned_releases(full_results):
+def test_the_table_is_what_the_tool_writes_from_the_pinned_releases(full_results, module_results):
     shipped = (ROOT / "patches" / known_files.FILE_NAME).read_text(encoding="utf-8")
-    assert TOOL.render(known_files.record(full_results)) == shipped, "run python tools/known_files.py"
+    assert TOOL.render(known_files.record(full_results, module_results)) == shipped, "run python tools/known_files.py"
+
+
+def test_the_settings_read_from_every_release_file_are_the_parsed_ones(module_results):
+    assert len(module_results) >= 30
+    for label, relative, source, facts in module_results:
+        assert known_files.module_facts(relative, source) == facts, label
+        assert known_files.module_facts(relative, source + b"\n") is None, label  # an edited file is parsed
+    facts = [facts for _, _, _, facts in module_results]
+    assert any(flags for flags, _, _ in facts) and any(optimizers for _, optimizers, _ in facts)  # not all empty
+
+
+def test_capabilities_of_an_edited_release_are_read_from_its_source(release_copy):
+    package = release_copy("1.0.5")
+    released = detsettings.capabilities(package)
+    dnn = package / "gpuarray/dnn.py"
+    dnn.write_text(dnn.read_text().replace("local_gpua_pool_dnn_grad_stride", "local_renamed_pool_grad"))
+    edited = detsettings.capabilities(package)
+    assert released.max_pool_grad_optimizers == ("local_gpua_pool_dnn_grad_stride",)
+    assert edited.max_pool_grad_optimizers == ("local_renamed_pool_grad",)
 
 
 def test_the_fast_path_gives_the_full_transform_on_every_release_file(full_results):

@@ -3,7 +3,8 @@
 patches/known-files.json (written by tools/known_files.py from the pinned releases of
 tests/releases.py; tests/test_known_files.py checks it is what the tool writes now)
 records, for a transform with its options and an input's sha256, what the transform
-gives: the sites, the parser and the sha256 of the output. `transform` rebuilds the
+gives: the sites, the parser and the sha256 of the output; and, for the files
+detsettings reads, what it finds in them (declared flags, optimizers), by sha256. `transform` rebuilds the
 output by replaying the recorded renames on the input and uses it only when it has
 the recorded sha256. Anything else (an unknown or edited file, a stale table) goes
 through the real transform: the result is always the one the transform gives, and
@@ -67,27 +68,51 @@ def replay(source: bytes, sites: list) -> bytes | None:
     return "".join(piece + brk for piece, brk in zip(pieces, breaks + [""])).encode("utf-8", "surrogateescape")
 
 
-@lru_cache(maxsize=None)
+def module_facts(relative: str, source: bytes) -> tuple | None:
+    """detsettings.module_facts(source, relative) for a released file, from the table; None when not known."""
+    entry = document().get("modules", {}).get(relative, {}).get(sha256_bytes(source))
+    if entry is None:
+        return None
+    from theano_det.detsettings import Flag
+
+    flags = [Flag(name, key, None if values is None else tuple(values), declared_in)
+             for name, key, values, declared_in in entry["flags"]]
+    return flags, list(entry["optimizers"]), entry["conv3d_bwd_filter"]
+
+
 def table() -> dict:
-    """{fingerprint: {input sha256: entry}} from the shipped file ({} when it is missing)."""
+    """{fingerprint: {input sha256: entry}} of the recorded transforms."""
+    return {key: recorded["files"] for key, recorded in document().get("transforms", {}).items()}
+
+
+@lru_cache(maxsize=None)
+def document() -> dict:
+    """The shipped file ({} when it is missing or of another format)."""
     from theano_det.catalog import patches_folder
 
     try:
         data = json.loads((patches_folder() / FILE_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    if data.get("format") != FORMAT:
-        return {}
-    return {key: recorded["files"] for key, recorded in data["transforms"].items()}
+    return data if data.get("format") == FORMAT else {}
 
 
-def record(results: list) -> dict:
-    """The table document for [(label, kind, options, source, Result)] (tools/known_files.py)."""
-    document = {"format": FORMAT, "transforms": {}}
+def record(results: list, modules: list = ()) -> dict:
+    """The table document for [(label, kind, options, source, Result)] and
+    [(label, relative, source, module facts)] (tools/known_files.py)."""
+    data = {"format": FORMAT, "transforms": {}, "modules": {}}
+    for label, relative, source, (flags, optimizers, conv3d) in modules:
+        entry = data["modules"].setdefault(relative, {}).setdefault(sha256_bytes(source), {
+            "seen_in": [],
+            "flags": [[flag.name, flag.key, flag.values, flag.declared_in] for flag in flags],
+            "optimizers": list(optimizers),
+            "conv3d_bwd_filter": conv3d,
+        })
+        entry["seen_in"].append(label)
     for label, kind, options, source, result in results:
         if kind not in REPLAYABLE:
             continue
-        recorded = document["transforms"].setdefault(
+        recorded = data["transforms"].setdefault(
             fingerprint(kind, options), {"kind": kind, "options": options, "files": {}})
         entry = recorded["files"].setdefault(sha256_bytes(source), {
             "seen_in": [],
@@ -97,7 +122,7 @@ def record(results: list) -> dict:
             "skipped": [site_fields(site) for site in result.skipped],
         })
         entry["seen_in"].append(label)
-    return document
+    return data
 
 
 def site_fields(site: Site) -> list:

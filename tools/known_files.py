@@ -1,9 +1,10 @@
-"""Write patches/known-files.json: what the slow transforms give on every pinned release.
+"""Write patches/known-files.json: what the slow parsers find in every pinned release.
 
 For each pinned Theano release (tests/releases.py; downloaded into the test cache
 when missing) and each file a patch names, the patches are applied as `patch` applies
 them, with the real transforms; theano_det/known_files.py records the results of the
-libcst transforms, so that `status` and `patch` need not parse these files again.
+libcst transforms, and what detsettings finds in the files it reads, so that
+`status` and `patch` need not parse these files again.
 
 usage: python tools/known_files.py [--check]
 --check writes nothing and exits 1 when the file differs from what it would write.
@@ -22,7 +23,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from releases import RELEASES, release_package  # noqa: E402  (tests/releases.py)
 
-from theano_det import catalog, known_files, transforms  # noqa: E402
+from theano_det import catalog, detsettings, known_files, transforms  # noqa: E402
 
 OUTPUT = ROOT / "patches" / known_files.FILE_NAME
 
@@ -50,6 +51,19 @@ def full_results(package_of=release_package) -> list:
     return results
 
 
+def module_results(package_of=release_package) -> list:
+    """[(label, relative, source, facts)] of every file detsettings reads in every release."""
+    results = []
+    for name in RELEASES:
+        package = package_of(name)
+        for relative in detsettings.capability_sources(package):
+            path = package / relative
+            if path.is_file():
+                source = path.read_bytes()
+                results.append((f"{name} {relative}", relative, source, detsettings.module_facts(source, relative)))
+    return results
+
+
 def render(document: dict) -> str:
     return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
@@ -58,7 +72,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when the file is stale")
     args = parser.parse_args(argv)
-    text = render(known_files.record(full_results()))
+    text = render(known_files.record(full_results(), module_results()))
     if args.check:
         current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.is_file() else ""
         if current != text:
