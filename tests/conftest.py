@@ -14,6 +14,9 @@ from releases import CACHE, release_package
 
 ROOT = Path(__file__).resolve().parent.parent
 THEANO_COMPILEDIR = CACHE / "theano-compile"
+# pip's cache of the real HOME: the wheels tests build or download (Theano, numpy, Keras)
+# are reused between tests and runs, although every test gets its own HOME.
+PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip")
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +25,7 @@ def isolated_home(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PIP_CACHE_DIR", PIP_CACHE)
     monkeypatch.delenv("THEANORC", raising=False)
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)
     # Not determinism settings: a shared compile cache (speed) and no BLAS probing
