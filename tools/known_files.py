@@ -52,15 +52,24 @@ def full_results(package_of=release_package) -> list:
 
 
 def module_results(package_of=release_package) -> list:
-    """[(label, relative, source, facts)] of every file detsettings reads in every release."""
+    """[(label, relative, source, facts)] of every file detsettings reads in every release,
+    as released and, where patches change it, as patched (`status` reads both)."""
+    catalogue = catalog.load_all()
     results = []
     for name in RELEASES:
         package = package_of(name)
         for relative in detsettings.capability_sources(package):
             path = package / relative
-            if path.is_file():
-                source = path.read_bytes()
-                results.append((f"{name} {relative}", relative, source, detsettings.module_facts(source, relative)))
+            if not path.is_file():
+                continue
+            source = path.read_bytes()
+            results.append((f"{name} {relative}", relative, source, detsettings.module_facts(source, relative)))
+            patched = source
+            for patch in [patch for patch in catalogue if patch.file_spec(relative) and patch.applies_to(package)]:
+                patched = transforms.get(patch.transform)(patched, patch.options_for(relative)).source
+            if patched != source:
+                results.append((f"{name} {relative} (patched)", relative, patched,
+                                detsettings.module_facts(patched, relative)))
     return results
 
 
