@@ -54,6 +54,7 @@ CUDA_WHEELS = [  # cuda.h, cuda_runtime*.h; and crt/*.h, which those include
     ("cuda-crt-12.9", "nvidia-cuda-nvcc-cu12==12.9.86",
      "5d6a0d32fdc7ea39917c20065614ae93add6f577d840233237ff08e9a38f58f0", "nvidia/cuda_nvcc/include/"),
 ]
+PYPI_SIMPLE = "https://pypi.org/simple"
 DEBIAN_PACKAGES = ("python3-pygpu", "libgpuarray3", "libgpuarray-dev")
 MAKO = "mako==1.3.10"
 
@@ -168,7 +169,7 @@ class RangesUnsupported(Exception):
     """The server does not answer byte-range requests."""
 
 
-def remote_headers(requirement: str, sha256: str, prefix: str) -> dict:
+def remote_headers(requirement: str, sha256: str, prefix: str, index: str = PYPI_SIMPLE) -> dict:
     """The header members of the pinned wheel, read from PyPI with range requests.
 
     The wheel is the file PyPI's index lists with the pinned sha256 (its files.pythonhosted.org
@@ -176,9 +177,9 @@ def remote_headers(requirement: str, sha256: str, prefix: str) -> dict:
     the sha256 the wheel's RECORD gives it.
     """
     name = requirement.split("==")[0]
-    index = urllib.request.Request(f"https://pypi.org/simple/{name}/",
-                                   headers={"Accept": "application/vnd.pypi.simple.v1+json"})  # PEP 691
-    with urllib.request.urlopen(index, timeout=60) as answer:
+    listing = urllib.request.Request(f"{index}/{name}/",
+                                     headers={"Accept": "application/vnd.pypi.simple.v1+json"})  # PEP 691
+    with urllib.request.urlopen(listing, timeout=60) as answer:
         files = json.load(answer)["files"]
     (url,) = [entry["url"] for entry in files if entry["hashes"].get("sha256") == sha256] or [None]
     if url is None:
