@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The demo keeps its Theano config beside the environment instead of editing ~/.theanorc.
 DEMO_THEANORC := $(CURDIR)/$(VENV)/theanorc
 
-.PHONY: test demo venv clean image gpu-check
+.PHONY: test test-cuda-wheels demo venv clean image gpu-check
 
 venv: $(STAMP)
 
@@ -15,8 +15,17 @@ $(STAMP): setup.cfg setup.py
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[theano,test]'
 	touch $(STAMP)
 
+# Test files run in parallel, each file in one worker (its module fixtures are built once).
+# Bytecode is compiled first: the tests start theano-det in hundreds of fresh processes,
+# which cannot write it where PYTHONDONTWRITEBYTECODE is set.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m compileall -q theano_det
+	$(BIN)/python -m pytest -n auto --dist loadfile
+
+# The checks that need the CUDA libraries themselves (1.4 GB of wheels, cached in
+# ~/.cache/theano-det-tests/cuda-wheels): the image's runtime loads them by name. CI runs it after `test`.
+test-cuda-wheels: $(STAMP)
+	$(BIN)/python -m pytest -m cuda_wheels tests/test_docker.py
 
 demo: $(STAMP)
 	THEANORC=$(DEMO_THEANORC) $(BIN)/theano-det patch

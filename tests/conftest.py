@@ -6,18 +6,17 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from releases import RELEASES
+from releases import CACHE, release_package
 
 ROOT = Path(__file__).resolve().parent.parent
-# Downloads and Theano's compile cache survive between runs (and clean clones) here.
-CACHE = Path(os.environ.get("THEANO_DET_TEST_CACHE", Path.home() / ".cache" / "theano-det-tests"))
 THEANO_COMPILEDIR = CACHE / "theano-compile"
+# pip's cache of the real HOME: the wheels tests build or download (Theano, numpy, Keras)
+# are reused between tests and runs, although every test gets its own HOME.
+PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip")
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +25,7 @@ def isolated_home(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PIP_CACHE_DIR", PIP_CACHE)
     monkeypatch.delenv("THEANORC", raising=False)
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)
     # Not determinism settings: a shared compile cache (speed) and no BLAS probing
@@ -35,51 +35,6 @@ def isolated_home(tmp_path, monkeypatch):
     ours = f"base_compiledir={THEANO_COMPILEDIR},blas.ldflags="
     monkeypatch.setenv("THEANO_FLAGS", f"{inherited},{ours}" if inherited else ours)
     return home
-
-
-def download_release(name: str) -> Path:
-    """The unpacked sdist of a pinned release (downloaded once by pip, hash-checked)."""
-    requirement, sha256 = RELEASES[name]
-    unpacked = CACHE / "releases" / name
-    if (unpacked / ".complete").exists():
-        return unpacked
-    downloads = CACHE / "sdists"
-    downloads.mkdir(parents=True, exist_ok=True)
-    requirements = CACHE / f"{name}.txt"
-    requirements.write_text(f"{requirement} --hash=sha256:{sha256}\n")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-         "--no-deps", "--no-binary", ":all:", "--require-hashes", "-r", str(requirements),
-         "-d", str(downloads)],
-        check=True,
-    )
-    archive = find_archive(downloads, requirement.split("==")[1], sha256)
-    if unpacked.exists():
-        shutil.rmtree(unpacked)
-    unpacked.mkdir(parents=True)
-    if archive.suffix == ".zip":
-        with zipfile.ZipFile(archive) as bundle:
-            bundle.extractall(unpacked)
-    else:
-        with tarfile.open(archive) as bundle:
-            bundle.extractall(unpacked)
-    (unpacked / ".complete").touch()
-    return unpacked
-
-
-def find_archive(folder: Path, version: str, sha256: str) -> Path:
-    import hashlib
-
-    for path in folder.iterdir():
-        if version in path.name and hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
-            return path
-    raise AssertionError(f"pip downloaded no archive of {version} with sha256 {sha256}")
-
-
-def release_package(name: str) -> Path:
-    """The `theano` package folder inside the unpacked sdist of `name`."""
-    (top,) = [path for path in download_release(name).iterdir() if path.is_dir()]
-    return top / "theano"
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,24 @@
-"""Real upstream Theano releases the tests patch, pinned by the sha256 of their sdists."""
+"""Real upstream Theano releases the tests patch, pinned by the sha256 of their sdists.
+
+Plain Python (no pytest): tools/known_files.py uses it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+from filelock import FileLock
+
+# Downloads and Theano's compile cache survive between runs (and clean clones) here.
+CACHE = Path(os.environ.get("THEANO_DET_TEST_CACHE", Path.home() / ".cache" / "theano-det-tests"))
 
 RELEASES = {
     "0.7.0": ("theano==0.7.0", "9bd817c6a7f22290efee898076df884112de5185f7fad183037c254e896e6889"),
@@ -32,3 +52,52 @@ DEV20_FILES = [
 
 # Releases with gpuarray/c_code/ (Theano 1.0.x's layout), which the cuDNN 8/9 compat patch edits.
 CUDNN_COMPAT_RELEASES = ["1.0.0", "1.0.1", "1.0.2", "1.0.3", "1.0.4", "1.0.5", "pymc-1.1.2"]
+
+
+def download_release(name: str) -> Path:
+    """The unpacked sdist of a pinned release (downloaded once by pip, hash-checked).
+
+    Test workers running at once (pytest-xdist) share the cache: the first one to take
+    the release's lock fetches and unpacks it, the others wait and find it complete.
+    """
+    requirement, sha256 = RELEASES[name]
+    unpacked = CACHE / "releases" / name
+    if (unpacked / ".complete").exists():
+        return unpacked
+    unpacked.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(unpacked) + ".lock"):
+        if (unpacked / ".complete").exists():
+            return unpacked
+        with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=unpacked.parent) as downloads:
+            archive = pip_download_sdist(requirement, sha256, Path(downloads))
+            if unpacked.exists():
+                shutil.rmtree(unpacked)
+            unpacked.mkdir()
+            if archive.suffix == ".zip":
+                with zipfile.ZipFile(archive) as bundle:
+                    bundle.extractall(unpacked)
+            else:
+                with tarfile.open(archive) as bundle:
+                    bundle.extractall(unpacked)
+        (unpacked / ".complete").touch()
+    return unpacked
+
+
+def pip_download_sdist(requirement: str, sha256: str, folder: Path) -> Path:
+    (folder / "requirements.txt").write_text(f"{requirement} --hash=sha256:{sha256}\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+         "--no-deps", "--no-binary", ":all:", "--require-hashes", "-r", str(folder / "requirements.txt"),
+         "-d", str(folder)],
+        check=True,
+    )
+    for path in folder.iterdir():
+        if path.suffix != ".txt" and hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
+            return path
+    raise AssertionError(f"pip downloaded no archive of {requirement} with sha256 {sha256}")
+
+
+def release_package(name: str) -> Path:
+    """The `theano` package folder inside the unpacked sdist of `name`."""
+    (top,) = [path for path in download_release(name).iterdir() if path.is_dir()]
+    return top / "theano"

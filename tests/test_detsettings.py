@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from releases import RELEASES
 from theano_det import detsettings
 from theano_det.detsettings import merge_excluding, split_excluding, unmerge_excluding
 
@@ -124,3 +125,18 @@ def test_enum_values_that_are_not_literals_are_unknown():
                      "AddConfigVar('u', 'd', EnumStr('a', *make()))\n")
     flags = detsettings.declared_flags(tree, "m.py")
     assert [(f.key, f.values) for f in flags] == [("k", ("x", "y", "z")), ("u", None)]
+
+
+@pytest.mark.parametrize("name", RELEASES)
+def test_the_max_pool_optimizers_found_walking_only_the_functions_naming_the_op_are_all_of_them(release, name):
+    """read_module walks only the functions whose lines name GpuDnnPoolGrad; walking all finds the same."""
+    import ast
+
+    for path in sorted(release(name).glob("**/dnn*.py")):
+        raw = path.read_bytes()
+        try:
+            tree = ast.parse(raw)
+        except SyntaxError:
+            continue
+        text = raw.decode("utf-8", "replace")
+        assert detsettings.max_pool_grad_optimizers(tree, text) == detsettings.max_pool_grad_optimizers(tree), path

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CACHE, ROOT, THEANO_COMPILEDIR
+from conftest import CACHE, PIP_CACHE, ROOT, THEANO_COMPILEDIR
 
 DOCKER = ROOT / "docker"
 INSTALL = DOCKER / "install.sh"
@@ -202,7 +202,8 @@ def runtime(tmp_path_factory):
     assert Path(DEBIAN_PYTHON).exists(), "these tests build the runtime with Debian's python3 (apt-get install python3-venv python3-dev)"
     home = tmp_path_factory.mktemp("install-home")
     built = Runtime(tmp_path_factory.mktemp("runtime") / "theano-det")
-    result = built.install("--no-cuda", env=built.env(HOME=str(home)))
+    # a fresh HOME, but pip's cache of the real one (the Theano wheel it builds, numpy, scipy)
+    result = built.install("--no-cuda", env=built.env(HOME=str(home), PIP_CACHE_DIR=PIP_CACHE))
     assert result.returncode == 0, result.stderr[-6000:]
     built.install_log = result.stderr
     yield built

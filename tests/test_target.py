@@ -78,5 +78,6 @@ def test_the_wheel_ships_the_patches_and_in_target_files(tmp_path):
     (wheel,) = tmp_path.glob("theano_det-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "theano_det/patches/dev20-calls.toml" in names
+    assert "theano_det/patches/known-files.json" in names  # status and patch read it
     assert "theano_det/intarget/locate_theano.py" in names
     assert "theano_det/cli.py" in names

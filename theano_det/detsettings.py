@@ -28,6 +28,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from theano_det import known_files
 from theano_det.target import BACKENDS
 
 ALGO_BWD_FILTER = "dnn.conv.algo_bwd_filter"
@@ -35,6 +36,8 @@ ALGO_BWD_DATA = "dnn.conv.algo_bwd_data"
 ALGO_FWD = "dnn.conv.algo_fwd"
 DETERMINISTIC = "deterministic"
 OPTIMIZER_EXCLUDING = "optimizer_excluding"
+# The flags `capabilities` reports (the others a module declares are not kept).
+WANTED_FLAGS = (ALGO_BWD_FILTER, ALGO_BWD_DATA, ALGO_FWD, DETERMINISTIC, OPTIMIZER_EXCLUDING)
 
 DETERMINISTIC_ALGO = "deterministic"  # cuDNN ALGO_1, for both backward directions
 MORE = "more"
@@ -47,6 +50,7 @@ DECLARING_FILES = ("configdefaults.py", "compile/mode.py")
 BACKEND_FOLDERS = BACKENDS
 DECLARE_CALLS = {"AddConfigVar", "add"}  # AddConfigVar(name, ...) and PyMC's config.add(name, ...)
 POOL_GRAD_OP = "GpuDnnPoolGrad"
+LINE_BREAK = re.compile(r"\r\n|\r|\n")  # as Python counts lines
 MAX_POOL_GRAD_CLASS = re.compile(r"Max\w*Grad$")  # MaxPoolGrad, GpuDownsampleFactorMaxGrad, ...
 
 
@@ -103,6 +107,18 @@ class Capabilities:
         return flag is not None and flag.values is not None and (flag.values == () or value in flag.values)
 
 
+def capability_sources(package_dir: Path) -> list:
+    """The files, relative to the package, that `capabilities` reads."""
+    return list(DECLARING_FILES) + [
+        path.relative_to(package_dir).as_posix()
+        for folder in dnn_backends(package_dir) for path in sorted((package_dir / folder).glob("dnn*.py"))
+    ]
+
+
+def dnn_backends(package_dir: Path) -> list:
+    return [folder for folder in BACKEND_FOLDERS if sorted((package_dir / folder).glob("dnn*.py"))]
+
+
 def package_dir_of(target) -> Path:
     """A Target, or the `theano` package folder itself."""
     return Path(getattr(target, "package_dir", target))
@@ -112,14 +128,9 @@ def capabilities(target) -> Capabilities:
     package_dir = package_dir_of(target)
     problems = []
     declared = {}
-    backends = [folder for folder in BACKEND_FOLDERS if sorted((package_dir / folder).glob("dnn*.py"))]
-    sources = list(DECLARING_FILES) + [
-        path.relative_to(package_dir).as_posix()
-        for folder in backends for path in sorted((package_dir / folder).glob("dnn*.py"))
-    ]
     optimizers = []
     conv3d_bwd_filter = False
-    for relative in sources:
+    for relative in capability_sources(package_dir):
         facts = read_module(package_dir / relative, relative)
         if facts is None:
             continue
@@ -131,14 +142,13 @@ def capabilities(target) -> Capabilities:
             declared.setdefault(flag.name, flag)
         optimizers += [name for name in module_optimizers if name not in optimizers]
         conv3d_bwd_filter = conv3d_bwd_filter or module_conv3d
-    wanted = (ALGO_BWD_FILTER, ALGO_BWD_DATA, ALGO_FWD, DETERMINISTIC, OPTIMIZER_EXCLUDING)
-    flags = {name: declared[name] for name in wanted if name in declared}
+    flags = {name: declared[name] for name in WANTED_FLAGS if name in declared}
     separator = "__" if any("__" in flag.key for flag in flags.values()) else "."
     return Capabilities(
         flags=flags,
         separator=separator,
         max_pool_grad_optimizers=tuple(optimizers),
-        dnn_backends=tuple(backends),
+        dnn_backends=tuple(dnn_backends(package_dir)),
         conv3d_bwd_filter=conv3d_bwd_filter,
         files_read_nested_keys=reads_nested_keys_from_files(package_dir / "configparser.py"),
         problems=problems,
@@ -279,15 +289,28 @@ def read_module_cached(path: str, relative: str, _size: int, _mtime_ns: int):
         raw = Path(path).read_bytes()
     except OSError as error:
         return f"{path}: {error.strerror}"
+    # a released file's facts come from the table of known files, without parsing it again
+    known = known_files.module_facts(relative, raw)
+    return known if known is not None else module_facts(raw, relative)
+
+
+def module_facts(raw: bytes, relative: str) -> tuple:
+    """What read_module returns for a file's bytes, found by parsing them (only the flags that matter here)."""
+    flags, optimizers, conv3d = parse_module_facts(raw, relative)
+    return [flag for flag in flags if flag.name in WANTED_FLAGS], optimizers, conv3d
+
+
+def parse_module_facts(raw: bytes, relative: str) -> tuple:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # old sources hold invalid escapes like "\("
-            tree = ast.parse(raw, filename=path)
+            tree = ast.parse(raw, filename=relative)
     except (SyntaxError, ValueError):  # Python 2 source (0.7.0's print statements)
         return declared_flags_in_text(raw.decode("utf-8", "replace"), relative), [], False
     if not relative.split("/")[-1].startswith("dnn"):
         return declared_flags(tree, relative), [], False
-    return declared_flags(tree, relative), max_pool_grad_optimizers(tree), defines_function(tree, "dnn_gradweight3d")
+    text = raw.decode("utf-8", "replace")
+    return declared_flags(tree, relative), max_pool_grad_optimizers(tree, text), defines_function(tree, "dnn_gradweight3d")
 
 
 def declared_flags(tree: ast.Module, relative: str) -> list:
@@ -377,16 +400,21 @@ def module_constants(tree: ast.Module) -> dict:
     return constants
 
 
-def max_pool_grad_optimizers(tree: ast.Module) -> list:
+def max_pool_grad_optimizers(tree: ast.Module, text: str | None = None) -> list:
     """Names under which a module registers an optimizer that turns a max-pool gradient into GpuDnnPoolGrad.
 
     Two registration styles exist: a decorated function (`@register_opt('cudnn')`
     `@local_optimizer([MaxPoolGrad])`: the name is the function's) and
     `pool_db.register("name", op_lifter([MaxPoolGrad])(function), ...)`.
     """
+    # With the source at hand, only functions whose lines name the op are walked (the slow part).
+    lines = None if text is None else [
+        number for number, line in enumerate(LINE_BREAK.split(text), 1) if POOL_GRAD_OP in line]
     makers = {
         node.name: node for node in ast.walk(tree)
-        if isinstance(node, ast.FunctionDef) and calls(node, POOL_GRAD_OP)
+        if isinstance(node, ast.FunctionDef)
+        and (lines is None or any(node.lineno <= number <= node.end_lineno for number in lines))
+        and calls(node, POOL_GRAD_OP)
     }
     names = []
     for function in makers.values():

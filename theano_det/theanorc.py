@@ -15,8 +15,6 @@ import configparser
 import re
 from dataclasses import dataclass, field
 
-from configupdater import ConfigUpdater, Option, Section
-
 from theano_det.detsettings import merge_excluding, split_excluding, unmerge_excluding
 from theano_det.errors import Refused
 
@@ -100,6 +98,8 @@ def parse(text: str, name: str) -> Document:
             "theano-det does not edit such a file",
             hint="convert its line endings (LF or CRLF), or choose another file with --config-file",
         )
+    from configupdater import ConfigUpdater  # here: `status` reads config files without it
+
     updater = ConfigUpdater()
     try:
         updater.read_string(text, source=name)
@@ -139,6 +139,8 @@ def syntax_message(name: str, error: configparser.Error) -> str:
 
 def locate(updater: ConfigUpdater, text: str) -> dict:
     """Line spans of sections and options, from the blocks ConfigUpdater found."""
+    from configupdater import Option, Section
+
     line_of = line_index(text)
     sections = {}
     position = 0

@@ -17,8 +17,6 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-import filelock
-
 from theano_det.errors import Refused
 from theano_det.fsutil import KEPT_SUFFIX, fsync_dir, real_path, stage
 
@@ -158,6 +156,8 @@ def signals_raise():
 @contextlib.contextmanager
 def locked(folder: Path, timeout: float):
     """Hold the installation's lock: a second run waits up to `timeout` seconds, then refuses."""
+    import filelock  # here: commands that write nothing never need it
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:  # permission denied, read-only file system

@@ -3,7 +3,8 @@
 For each pinned cuDNN release this script
 
 1. fetches its headers from NVIDIA's PyPI wheel (with the CUDA runtime and CRT
-   headers from theirs), keeping only `include/` in a cache folder;
+   headers from theirs): only those members, read with HTTP range requests, kept in
+   a cache folder named by the wheel's sha256;
 2. fetches Debian's pygpu and libgpuarray (headers and the library pygpu loads),
    as ../shared/gpu/make-bundle.sh does, plus mako, which pygpu imports;
 3. has Theano itself write the C++ translation unit of every cuDNN op, exactly as
@@ -19,7 +20,9 @@ exit 0 when every op compiles against every cuDNN, 1 when one does not, 2 on bad
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
+import io
 import json
 import os
 import re
@@ -27,9 +30,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.request
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from filelock import FileLock
 
 HERE = Path(__file__).resolve().parent
 GENERATOR = HERE / "cudnn_op_sources.py"
@@ -48,6 +54,7 @@ CUDA_WHEELS = [  # cuda.h, cuda_runtime*.h; and crt/*.h, which those include
     ("cuda-crt-12.9", "nvidia-cuda-nvcc-cu12==12.9.86",
      "5d6a0d32fdc7ea39917c20065614ae93add6f577d840233237ff08e9a38f58f0", "nvidia/cuda_nvcc/include/"),
 ]
+PYPI_SIMPLE = "https://pypi.org/simple"
 DEBIAN_PACKAGES = ("python3-pygpu", "libgpuarray3", "libgpuarray-dev")
 MAKO = "mako==1.3.10"
 
@@ -100,23 +107,46 @@ def check(theano_dir: Path, cache: Path, only: list) -> dict:
 
 
 def wheel_headers(cache: Path, name: str, requirement: str, sha256: str, prefix: str) -> Path:
-    """The include folder of a pinned wheel: downloaded once, only its headers kept."""
-    folder = cache / "headers" / name
-    if not (folder / ".complete").exists():
-        with tempfile.TemporaryDirectory(prefix="wheel-", dir=cache) as downloads:
-            wheel = pip_download(requirement, sha256, Path(downloads))
-            if folder.exists():
-                shutil.rmtree(folder)
-            with zipfile.ZipFile(wheel) as archive:
-                for member in archive.namelist():
-                    if member.startswith(prefix) and member.endswith((".h", ".hpp")):
-                        target = folder / member[len(prefix):]
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_bytes(archive.read(member))
-        if not any(folder.glob("*.h")):
+    """The include folder of a pinned wheel, kept in the cache under the wheel's sha256.
+
+    Only the header members are fetched, with HTTP range requests (a few MB of a wheel
+    of up to 700 MB); where that fails, pip downloads the whole wheel. Runs at once
+    (test workers) share the cache: one fetches, the others wait for its lock.
+    """
+    folder = cache / "headers" / f"{name}-{sha256[:16]}"
+    if (folder / ".complete").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if (folder / ".complete").exists():
+            return folder
+        try:
+            members = remote_headers(requirement, sha256, prefix)
+        except (OSError, ValueError, zipfile.BadZipFile, RangesUnsupported) as error:
+            print(f"cudnn_syntax_check: reading the headers of {requirement} from PyPI failed ({error}); "
+                  "downloading the whole wheel", file=sys.stderr)
+            members = downloaded_headers(cache, requirement, sha256, prefix)
+        if not any("/" not in member and member.endswith(".h") for member in members):
             raise ToolFailed(f"{requirement}: no headers under {prefix} in the wheel")
+        if folder.exists():
+            shutil.rmtree(folder)
+        for member, data in members.items():
+            target = folder / member
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
         (folder / ".complete").touch()
     return folder
+
+
+def header_members(archive: zipfile.ZipFile, prefix: str) -> list:
+    return [member for member in archive.namelist() if member.startswith(prefix) and member.endswith((".h", ".hpp"))]
+
+
+def downloaded_headers(cache: Path, requirement: str, sha256: str, prefix: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix="wheel-", dir=cache) as downloads:
+        wheel = pip_download(requirement, sha256, Path(downloads))
+        with zipfile.ZipFile(wheel) as archive:
+            return {member[len(prefix):]: archive.read(member) for member in header_members(archive, prefix)}
 
 
 def pip_download(requirement: str, sha256: str, folder: Path) -> Path:
@@ -135,11 +165,94 @@ def pip_download(requirement: str, sha256: str, folder: Path) -> Path:
     return wheels[0]
 
 
+class RangesUnsupported(Exception):
+    """The server does not answer byte-range requests."""
+
+
+def remote_headers(requirement: str, sha256: str, prefix: str, index: str = PYPI_SIMPLE) -> dict:
+    """The header members of the pinned wheel, read from PyPI with range requests.
+
+    The wheel is the file PyPI's index lists with the pinned sha256 (its files.pythonhosted.org
+    address holds the file's digest: it never changes); each member is checked against
+    the sha256 the wheel's RECORD gives it.
+    """
+    name = requirement.split("==")[0]
+    listing = urllib.request.Request(f"{index}/{name}/",
+                                     headers={"Accept": "application/vnd.pypi.simple.v1+json"})  # PEP 691
+    with urllib.request.urlopen(listing, timeout=60) as answer:
+        files = json.load(answer)["files"]
+    (url,) = [entry["url"] for entry in files if entry["hashes"].get("sha256") == sha256] or [None]
+    if url is None:
+        raise ValueError(f"PyPI lists no file of {requirement} with sha256 {sha256}")
+    with zipfile.ZipFile(io.BufferedReader(RemoteFile(url), buffer_size=1 << 18)) as archive:
+        (record,) = [member for member in archive.namelist() if member.endswith(".dist-info/RECORD")]
+        digests = {}
+        for line in archive.read(record).decode("utf-8").splitlines():
+            path, digest, _ = line.rsplit(",", 2)
+            digests[path] = digest
+        members = {}
+        for member in header_members(archive, prefix):
+            data = archive.read(member)
+            digest = "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
+            if digests.get(member) != digest:
+                raise ToolFailed(f"{member} of {url} does not have the sha256 the wheel's RECORD gives it")
+            members[member[len(prefix):]] = data
+    return members
+
+
+class RemoteFile(io.RawIOBase):
+    """A read-only, seekable file over HTTP byte ranges (what zipfile needs to list and read members)."""
+
+    def __init__(self, url: str):
+        super().__init__()
+        self.url, self.position = url, 0
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=60) as answer:
+            if answer.headers.get("Accept-Ranges") != "bytes":
+                raise RangesUnsupported(url)
+            self.size = int(answer.headers["Content-Length"])
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(base + offset, 0)
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        if self.position >= self.size or len(buffer) == 0:
+            return 0
+        end = min(self.position + len(buffer), self.size) - 1
+        request = urllib.request.Request(self.url, headers={"Range": f"bytes={self.position}-{end}"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            if answer.status != 206:
+                raise RangesUnsupported(f"{self.url} answered {answer.status} to a range request")
+            data = answer.read()
+        if len(data) != end - self.position + 1:
+            raise RangesUnsupported(f"{self.url}: asked for {end - self.position + 1} bytes, got {len(data)}")
+        buffer[:len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+
 def debian_packages(cache: Path) -> Path:
     """Debian's pygpu and libgpuarray, unpacked (not installed) into the cache."""
     folder = cache / "debian-pygpu"
     if (folder / ".complete").exists():
         return folder
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / ".complete").exists():
+            unpack_debian_packages(cache, folder)
+    return folder
+
+
+def unpack_debian_packages(cache: Path, folder: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="debs-", dir=cache) as downloads:
         if not apt_download(Path(downloads)):
             subprocess.run(["apt-get", "update"], capture_output=True)
@@ -152,7 +265,6 @@ def debian_packages(cache: Path) -> Path:
     if not (folder / "usr" / "include" / "gpuarray" / "array.h").is_file():
         raise ToolFailed("the Debian packages did not contain libgpuarray's headers")
     (folder / ".complete").touch()
-    return folder
 
 
 def apt_download(folder: Path) -> bool:
@@ -163,7 +275,9 @@ def apt_download(folder: Path) -> bool:
 def mako_site(cache: Path) -> Path:
     """A folder holding mako, which pygpu imports (the checked interpreter may lack it)."""
     folder = cache / "site"
-    if not (folder / ".complete").exists():
+    with FileLock(str(folder) + ".lock"):
+        if (folder / ".complete").exists():
+            return folder
         done = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
              "--target", str(folder), "--upgrade", MAKO],

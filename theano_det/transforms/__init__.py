@@ -38,12 +38,17 @@ def sorted_sites(sites: list) -> list:
     return sorted(sites, key=lambda site: (site.line, site.column))
 
 
+# kind -> the module whose `apply` does it; imported when first used (python_calls imports libcst,
+# which a run that finds every file in known_files never needs)
+MODULES = {"python-call-rename": "python_calls", "anchored-text": "anchored_text"}
+
+
 def get(kind: str):
     """The `apply` function of the transform called `kind` in a patch file."""
-    from theano_det.transforms import anchored_text, python_calls
+    import importlib
 
-    transforms = {"python-call-rename": python_calls.apply, anchored_text.KIND: anchored_text.apply}
     try:
-        return transforms[kind]
+        module = MODULES[kind]
     except KeyError:
-        raise KeyError(f"unknown transform kind {kind!r}; known: {', '.join(sorted(transforms))}") from None
+        raise KeyError(f"unknown transform kind {kind!r}; known: {', '.join(sorted(MODULES))}") from None
+    return importlib.import_module(f"theano_det.transforms.{module}").apply
