@@ -52,6 +52,9 @@ DEFAULT_CALLS = "1-3"
 MAX_KEPT_VALUE = 4 * 1024 * 1024  # bytes; a larger output keeps only its fingerprint
 DIGEST_CHARS = 32  # hex digits of sha256 kept per fingerprint (128 bits)
 ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+# Ops whose outputs are memory left as it was (a buffer for another op to fill): their
+# content is not a result, so only its shape and dtype are recorded.
+UNINITIALIZED_OPS = ("AllocEmpty", "GpuAllocEmpty")
 # Frames in these packages are not the user's line.
 LIBRARY_PACKAGES = ("theano", "keras", "lasagne")
 
@@ -316,6 +319,45 @@ def input_sources(fgraph, order):
     return sources
 
 
+class _All(object):
+    """Every input and output of an op that leaves its output uninitialized."""
+
+    def __contains__(self, index):
+        return True
+
+
+ALL = _All()
+
+
+def uninitialized_parts(order):
+    """Per node: (inputs, outputs) whose content is uninitialized memory, as sets of indices
+    (ALL for an AllocEmpty). Such memory stays so through the views and in-place updates
+    of other ops (a set_subtensor fills part of it), until an op with an inner graph (scan)
+    fills it."""
+    made = set()
+    found = []
+    for node in order:
+        if type(node.op).__name__ in UNINITIALIZED_OPS:
+            made.update(node.outputs)
+            found.append((ALL, ALL))
+            continue
+        inputs = frozenset(index for index, variable in enumerate(node.inputs) if variable in made)
+        outputs = set()
+        if inputs and not hasattr(node.op, "fn") and not getattr(node.op, "outputs", None):
+            for mapping in (getattr(node.op, "destroy_map", None) or {}, getattr(node.op, "view_map", None) or {}):
+                for output, sources in mapping.items():
+                    if inputs.intersection(sources):
+                        outputs.add(output)
+                        made.add(node.outputs[output])
+        found.append((inputs, frozenset(outputs)))
+    return found
+
+
+def shape_only(value):
+    return "uninitialized:%s[%s]" % (getattr(value, "dtype", type(value).__name__),
+                                     ",".join(str(int(n)) for n in getattr(value, "shape", ())))
+
+
 def gc_clears(vm, fgraph, order):
     """The storage cells to empty after each node, as the linker's own loop would (allow_gc)."""
     given = getattr(vm, "post_thunk_clear", None)
@@ -352,7 +394,8 @@ class TracedFunction(object):
         self.__dict__.update(
             _td_tracer=tracer, _td_key=key, _td_vm=vm, _td_function=weakref.ref(function),
             _td_thunks=thunks, _td_order=order, _td_calls=0, _td_traced_last=False, _td_error_at=None,
-            _td_clears=gc_clears(vm, maker.fgraph, order), _td_pre_clears=pre_call_clears(vm, maker))
+            _td_clears=gc_clears(vm, maker.fgraph, order), _td_pre_clears=pre_call_clears(vm, maker),
+            _td_uninitialized=uninitialized_parts(order))
 
     def __getattr__(self, name):
         return getattr(self.__dict__["_td_vm"], name)
@@ -402,7 +445,9 @@ class TracedFunction(object):
         position = 0
         try:
             for position, thunk in enumerate(self._td_thunks):
-                inputs = [fingerprint(cell[0])[0] for cell in thunk.inputs]
+                unset_inputs, unset_outputs = self._td_uninitialized[position]
+                inputs = [shape_only(cell[0]) if index in unset_inputs else fingerprint(cell[0])[0]
+                          for index, cell in enumerate(thunk.inputs)]
                 tracer.running.append((key, number, position))
                 try:
                     requires = thunk()
@@ -413,7 +458,10 @@ class TracedFunction(object):
                                        "that the linker's order did not compute"
                                        % (position, self._td_order[position].op, key, requires))
                 outputs = []
-                for cell in thunk.outputs:
+                for index, cell in enumerate(thunk.outputs):
+                    if index in unset_outputs:
+                        outputs.append(shape_only(cell[0]))
+                        continue
                     text, array = fingerprint(cell[0])
                     outputs.append(text)
                     if keep:
