@@ -12,7 +12,7 @@ Calls before A are warm-up in both runs. Models: a small MLP (always) and a Kera
 model when Keras is importable (--keras-site FOLDER puts a folder with it first on
 PYTHONPATH, e.g. the tests' cache ~/.cache/theano-det-tests/keras-2.3.1).
 
-usage:  python benchmarks/trace_overhead.py [--calls 200] [--traced 11-20] [--repeat 3] [--keras-site DIR]
+usage:  THEANO_FLAGS=blas.ldflags= python benchmarks/trace_overhead.py [--calls 200] [--traced 11-20] [--repeat 3] [--keras-site DIR]
 Exit status: 0 measured, 4 cannot run (a child failed).
 """
 

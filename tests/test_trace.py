@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import THEANO_COMPILEDIR, run_cli
+from test_keras_client import keras_site  # noqa: F401  (the fixture: Keras 2.3.1, cached)
 from theano_det import trace_diff, trace_format, trace_run
 
 PROGRAMS = Path(__file__).resolve().parent / "trace_programs"
@@ -270,3 +271,28 @@ def test_array_differences_are_measured_on_kept_values():
     found = trace_diff.array_difference(kept(1.0, 2.0, float("nan")), kept(1.0, 2.5, float("nan")))
     assert found == {"elements_differing": 1, "elements": 3, "max_abs": 0.5, "max_rel": 0.2}
     assert "note" in trace_diff.array_difference(kept(1.0), kept(1.0, 2.0))
+
+
+KERAS_PROGRAM = Path(__file__).resolve().parent / "seeding_programs" / "train_keras.py"
+
+
+@pytest.mark.slow
+def test_a_keras_model_traced_with_runs_shims_is_identical_run_to_run(keras_site, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(keras_site), KERAS_BACKEND="theano")
+    traces = []
+    for name in ("a", "b"):
+        out = tmp_path / f"keras-{name}.trace"
+        done = run_cli("trace", "--out", out, "--seed", 7, "--", sys.executable, KERAS_PROGRAM, env=env)
+        assert done.returncode == 0, done.stderr  # Keras 2.3.1 imports on Python 3.10+: run's aliases
+        assert done.stdout.split()[0] == "theano"
+        traces.append(out)
+    trace = trace_format.read(traces[0])
+    fit = line_of(KERAS_PROGRAM, "model.fit(")
+    trained = [function for function in trace.functions if function.where == fit]
+    assert trained, [function.where for function in trace.functions]
+    assert any(call.key == trained[0].key for call in trace.calls)
+    places = [node["line"].rsplit(":", 1)[0] for node in trained[0].nodes if node.get("line")]
+    # the user's script (where the model was built, compiled, fitted), rarely Keras' own code
+    assert places.count(str(KERAS_PROGRAM)) > len(places) / 2, places
+    done = diff(*traces)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -311,11 +311,11 @@ def report_lines(report: DiffReport) -> list:
         lines += [f"  {difference}" for difference in report.structural]
         return lines
     if report.status == IDENTICAL:
-        lines.append(f"identical: {report.compared_calls} traced calls, every node's outputs the same bits")
+        lines.append(f"identical: {plural(report.compared_calls, 'traced call')}, every node's outputs the same bits")
         return lines
     first = report.origins[0]
     lines.append(f"the runs diverge in call {first.call} of {first.function.label()} "
-                 f"({report.compared_calls} traced calls compared)")
+                 f"({plural(report.compared_calls, 'traced call')} compared)")
     for number, origin in enumerate(report.origins, start=1):
         lines += origin_lines(origin, number if len(report.origins) > 1 else None)
     return lines
@@ -358,3 +358,7 @@ def origin_lines(origin: Origin, number: int | None) -> list:
     if origin.note:
         lines.append(f"  note: {origin.note}")
     return lines
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
