@@ -269,6 +269,13 @@ class Tracer(object):
             self.compiled += 1
 
     def after_create(self, maker, function, linked):
+        try:
+            self.add_function(maker, function, linked)
+        except Exception as error:  # the program must run on: say what is missing from the trace
+            sys.stderr.write("theano-det trace: function %r is not traced: %r\n"
+                             % (getattr(function, "name", None), error))
+
+    def add_function(self, maker, function, linked):
         import theano
 
         audit = compile_hook.intarget_module("graph_audit")
