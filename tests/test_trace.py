@@ -296,3 +296,19 @@ def test_a_keras_model_traced_with_runs_shims_is_identical_run_to_run(keras_site
     assert places.count(str(KERAS_PROGRAM)) > len(places) / 2, places
     done = diff(*traces)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_tracer_and_auditor_import_only_the_standard_library_at_start_up():
+    from theano_det.seeding import STARTUP_DIR
+
+    program = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(STARTUP_DIR)!r})\n"
+        "before = set(sys.modules)\n"
+        "import _theano_det_trace, _theano_det_audit, _theano_det_compile_hook\n"
+        "new = {name.split('.')[0] for name in set(sys.modules) - before}\n"
+        "print(sorted(name for name in new if name not in sys.stdlib_module_names and not name.startswith('_')))\n"
+    )
+    done = subprocess.run([sys.executable, "-S", "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
