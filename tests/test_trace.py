@@ -312,3 +312,39 @@ def test_the_tracer_and_auditor_import_only_the_standard_library_at_start_up():
     done = subprocess.run([sys.executable, "-S", "-c", program], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def write_trace(path: Path, second_output: str, complete=True) -> Path:
+    """A two-node trace as the tracer writes it: a cuDNN weight gradient feeding a sum."""
+    records = [
+        {"t": "header", "format": "theano-det-trace", "version": 1},
+        {"t": "environment", "python": "3.11.7", "theano": {"version": "1.0.5"}, "settings": {"linker": "cvm"}},
+        {"t": "function", "key": "0-abc", "index": 0, "name": "train", "where": "train.py:40", "traced": True,
+         "inputs": ["x", "w"], "nodes": [
+             {"op": "GpuDnnConvGradW{algo='none', inplace=True}", "class": "theano.gpuarray.dnn.GpuDnnConvGradW",
+              "line": "train.py:12", "from": ["i0", "i1"], "rule": "cudnn-conv-bwd-filter-algo", "algo": "none"},
+             {"op": "Sum", "class": "theano.tensor.elemwise.Sum", "line": "train.py:13", "from": ["n0.0"]}]},
+        {"t": "call", "key": "0-abc", "call": 1, "within": None,
+         "nodes": [[["x#1", "w#1"], [second_output]], [[second_output], ["s#" + second_output]]]},
+    ] + ([{"t": "end", "functions": 1, "calls": 1}] if complete else [])
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def test_diff_names_a_catalogued_cudnn_op_with_its_algorithm_and_fix(tmp_path):
+    a = write_trace(tmp_path / "a.trace", "g#1")
+    b = write_trace(tmp_path / "b.trace", "g#2", complete=False)
+    report = trace_diff.compare(trace_format.read(a), trace_format.read(b))
+    assert report.status == trace_diff.DIVERGED
+    (origin,) = report.origins
+    assert (origin.function.key, origin.call, origin.position) == ("0-abc", 1, 0)
+    text = "\n".join(trace_diff.report_lines(report))
+    assert "node 0 GpuDnnConvGradW{algo='none', inplace=True} (cuDNN algorithm none)" in text
+    assert "created at: train.py:12" in text
+    assert "known non-deterministic op (cudnn-conv-bwd-filter-algo)" in text
+    assert "fix: " in text and "algo_bwd_filter" in text
+    assert any("has no end record" in note for note in report.notes)
+    done = diff("--json", a, b)
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["origins"][0]["rule"]["id"] == "cudnn-conv-bwd-filter-algo"
+    assert diff(a, a).returncode == 0
