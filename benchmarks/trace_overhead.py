@@ -6,9 +6,14 @@ The program times every call itself. It prints, per model:
 
 - traced calls (A..B): median time under trace / median time of the same calls under run,
   and the trace's bytes per traced call (the call records; the file holds the graphs too);
-- untraced calls (after B): median time under trace / under run (the target: < 1.05).
+- untraced calls (after B): median time under trace / under run (the target: < 1.05);
+  and, less disturbed by other processes, two identical MLP functions in one traced
+  process called in turn, one traced (calls A-B) and one never traced: the median time
+  of the first's untraced calls over the second's.
 
-Calls before A are warm-up in both runs. Models: a small MLP (always) and a Keras 2.3.1
+Calls before A are warm-up in both runs. Times are the process's CPU time
+(time.process_time), which other processes on a busy machine disturb less than
+the wall clock; run/trace pairs alternate and the medians of --repeat pairs are shown. Models: a small MLP (always) and a Keras 2.3.1
 model when Keras is importable (--keras-site FOLDER puts a folder with it first on
 PYTHONPATH, e.g. the tests' cache ~/.cache/theano-det-tests/keras-2.3.1).
 
@@ -66,19 +71,47 @@ def child(model, calls):
     step = {"mlp": mlp_step, "keras": keras_step}[model]()
     times = []
     for _ in range(calls):
-        start = time.perf_counter()
+        start = time.process_time()
         step()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
+    print(json.dumps(times))
+    return 0
+
+
+def child_side_by_side(calls):
+    """Two identical MLP training functions in one process, called in turn: `traced` (its calls
+    A-B traced by --functions traced) and `plain` (never wrapped: as under `run`)."""
+    import theano
+
+    steps = {}
+    for name in ("traced", "plain"):
+        original = theano.function
+
+        def named(*args, **kwargs):
+            kwargs["name"] = name
+            return original(*args, **kwargs)
+
+        theano.function = named
+        try:
+            steps[name] = mlp_step()
+        finally:
+            theano.function = original
+    times = {"traced": [], "plain": []}
+    for _ in range(calls):
+        for name in ("traced", "plain"):
+            start = time.process_time()
+            steps[name]()
+            times[name].append(time.process_time() - start)
     print(json.dumps(times))
     return 0
 
 
 # --- the driver ----------------------------------------------------------------------------------
 
-def run_child(mode, model, args, env, out=None):
+def run_child(mode, model, args, env, out=None, functions="*"):
     command = [sys.executable, "-m", "theano_det", mode]
     if mode == "trace":
-        command += ["--out", str(out), "--calls", args.traced]
+        command += ["--out", str(out), "--calls", args.traced, "--functions", functions]
     command += ["--seed", "1", "--", sys.executable, str(Path(__file__).resolve()), "--child", model,
                 "--calls", str(args.calls)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(ROOT))
@@ -116,14 +149,29 @@ def measure(model, args, env):
         ", ".join("%+.1f%%" % ((s - 1) * 100) for s in untraced_slow)))
 
 
+def measure_side_by_side(args, env):
+    """The untraced calls of a traced function against a function never traced, in one process."""
+    low, high = (int(part) for part in args.traced.split("-"))
+    ratios = []
+    with tempfile.TemporaryDirectory() as folder:
+        for repeat in range(args.repeat):
+            times = run_child("trace", "mlp-side-by-side", args, env, Path(folder) / "side.trace", functions="traced")
+            ratios.append(statistics.median(times["traced"][high:]) / statistics.median(times["plain"][high:]))
+    print("mlp, side by side in one process: untraced calls of the traced function %+.1f%% over a function "
+          "never traced (median of %d runs: %s; target < +5%%)" % (
+              (statistics.median(ratios) - 1) * 100, args.repeat, ", ".join("%+.1f%%" % ((r - 1) * 100) for r in ratios)))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", choices=("mlp", "keras"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("mlp", "keras", "mlp-side-by-side"), help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=200, help="training calls per run")
     parser.add_argument("--traced", default="11-20", help="the calls to trace, A-B (after a warm-up)")
     parser.add_argument("--repeat", type=int, default=3, help="run/trace pairs per model")
     parser.add_argument("--keras-site", help="a folder holding Keras 2.3.1, put first on PYTHONPATH")
     args = parser.parse_args(argv)
+    if args.child == "mlp-side-by-side":
+        return child_side_by_side(args.calls)
     if args.child:
         return child(args.child, args.calls)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), args.keras_site,
@@ -137,6 +185,7 @@ def main(argv=None):
     if not has_keras:
         print("keras: not importable here (give --keras-site): not measured")
     try:
+        measure_side_by_side(args, env)
         for model in models:
             measure(model, args, env)
     except RuntimeError as error:
