@@ -9,7 +9,7 @@ The program times every call itself. It prints, per model:
 - untraced calls (after B): median time under trace / under run (the target: < 1.05);
   and, less disturbed by other processes, two identical MLP functions in one traced
   process called in turn, one traced (calls A-B) and one never traced: the median time
-  of the first's untraced calls over the second's.
+  of the first's untraced calls over the second's (the same for two Keras models).
 
 Calls before A are warm-up in both runs. Times are the process's CPU time
 (time.process_time), which other processes on a busy machine disturb less than
@@ -78,11 +78,12 @@ def child(model, calls):
     return 0
 
 
-def child_side_by_side(calls):
-    """Two identical MLP training functions in one process, called in turn: `traced` (its calls
-    A-B traced by --functions traced) and `plain` (never wrapped: as under `run`)."""
+def child_side_by_side(model, calls):
+    """Two identical models in one process, trained in turn: `traced` (the functions it compiles are
+    named so, and `--functions traced` traces their calls A-B) and `plain` (never wrapped: as under `run`)."""
     import theano
 
+    factory = {"mlp": mlp_step, "keras": keras_step}[model]
     steps = {}
     for name in ("traced", "plain"):
         original = theano.function
@@ -93,11 +94,12 @@ def child_side_by_side(calls):
 
         theano.function = named
         try:
-            steps[name] = mlp_step()
+            steps[name] = factory()
+            steps[name]()  # call 1 (Keras compiles its training function here)
         finally:
             theano.function = original
-    times = {"traced": [], "plain": []}
-    for _ in range(calls):
+    times = {"traced": [0.0], "plain": [0.0]}
+    for _ in range(calls - 1):
         for name in ("traced", "plain"):
             start = time.process_time()
             steps[name]()
@@ -149,29 +151,32 @@ def measure(model, args, env):
         ", ".join("%+.1f%%" % ((s - 1) * 100) for s in untraced_slow)))
 
 
-def measure_side_by_side(args, env):
+def measure_side_by_side(model, args, env):
     """The untraced calls of a traced function against a function never traced, in one process."""
     low, high = (int(part) for part in args.traced.split("-"))
     ratios = []
     with tempfile.TemporaryDirectory() as folder:
         for repeat in range(args.repeat):
-            times = run_child("trace", "mlp-side-by-side", args, env, Path(folder) / "side.trace", functions="traced")
+            times = run_child("trace", model + "-side-by-side", args, env, Path(folder) / "side.trace",
+                              functions="traced")
             ratios.append(statistics.median(times["traced"][high:]) / statistics.median(times["plain"][high:]))
-    print("mlp, side by side in one process: untraced calls of the traced function %+.1f%% over a function "
-          "never traced (median of %d runs: %s; target < +5%%)" % (
-              (statistics.median(ratios) - 1) * 100, args.repeat, ", ".join("%+.1f%%" % ((r - 1) * 100) for r in ratios)))
+    print("%s, side by side in one process: untraced calls of the traced model %+.1f%% over a model never "
+          "traced (median of %d runs: %s; target < +5%%)" % (
+              model, (statistics.median(ratios) - 1) * 100, args.repeat,
+              ", ".join("%+.1f%%" % ((r - 1) * 100) for r in ratios)))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", choices=("mlp", "keras", "mlp-side-by-side"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("mlp", "keras", "mlp-side-by-side", "keras-side-by-side"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=200, help="training calls per run")
     parser.add_argument("--traced", default="11-20", help="the calls to trace, A-B (after a warm-up)")
     parser.add_argument("--repeat", type=int, default=3, help="run/trace pairs per model")
     parser.add_argument("--keras-site", help="a folder holding Keras 2.3.1, put first on PYTHONPATH")
     args = parser.parse_args(argv)
-    if args.child == "mlp-side-by-side":
-        return child_side_by_side(args.calls)
+    if args.child and args.child.endswith("-side-by-side"):
+        return child_side_by_side(args.child.split("-")[0], args.calls)
     if args.child:
         return child(args.child, args.calls)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), args.keras_site,
@@ -185,8 +190,8 @@ def main(argv=None):
     if not has_keras:
         print("keras: not importable here (give --keras-site): not measured")
     try:
-        measure_side_by_side(args, env)
         for model in models:
+            measure_side_by_side(model, args, env)
             measure(model, args, env)
     except RuntimeError as error:
         print(error, file=sys.stderr)
