@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 
 from theano_det import __version__, configfile, operations, runner, sourceplan
-from theano_det import fsutil
+from theano_det import fsutil, trace_diff, trace_format, trace_run
+from theano_det.intarget import graph_audit
 from theano_det import verify as verification
 from theano_det.errors import CannotRun, Refused, TheanoDetError
 from theano_det.process import replace_process
@@ -382,6 +383,105 @@ def verify_command(python, repeat, as_json, require_gpu, save, compare_with, che
             raise Refused(f"cannot write {save}: {error.strerror or error}") from error
     if as_json:
         emit_json(document)
+    return code
+
+
+# --- trace, diff, audit (docs/trace.md) ---------------------------------------------------------
+
+
+def calls_option(value: str) -> str:
+    try:
+        return trace_run.parse_calls(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--calls") from error
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--out", required=True, metavar="PATH", type=click.Path(dir_okay=False),
+              help="The trace file to write (a trace already there is replaced).")
+@click.option("--seed", type=click.IntRange(SEED_RANGE[0], SEED_RANGE[-1]), default=0, show_default=True,
+              help="As for `run`.")
+@click.option("--calls", default="1-3", show_default=True, metavar="SPEC",
+              help="Which calls of each function to trace: 1-5,100 / 10- / all.")
+@click.option("--functions", default="*", show_default=True, metavar="PATTERN",
+              help="Trace only functions whose name, key or file:line matches this glob.")
+@click.option("--keep-values", "keep_mib", type=click.IntRange(min=0), default=0, metavar="MIB",
+              help="Also keep node outputs, up to MIB mebibytes in all (4 MiB each at most), so that "
+                   "`diff` can say by how much values differ.")
+@click.option("--python", "python", metavar="PATH", help="As for `run`.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@handle_errors
+def trace(out, seed, calls, functions, keep_mib, python, command):
+    """Run COMMAND as `run` does and fingerprint every node of every compiled Theano function.
+
+    theano-det trace --out PATH [OPTIONS] -- COMMAND [ARGS]...  Compare two traces with `theano-det diff`.
+    """
+    plan = trace_run.trace_plan(command, Path(out), seed, calls_option(calls), functions, keep_mib,
+                                python=python)
+    for note in plan.notes:
+        say(f"theano-det trace: {note}")
+    replace_process(plan.argv, plan.env)
+
+
+# status of the comparison -> exit code
+DIFF_CODES = {trace_diff.IDENTICAL: OK, trace_diff.DIVERGED: PENDING, trace_diff.STRUCTURAL: REFUSED}
+
+
+@cli.command("diff")
+@click.argument("first", metavar="A", type=click.Path(exists=True, dir_okay=False))
+@click.argument("second", metavar="B", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@click.option("--all", "every_origin", is_flag=True, help="List every point of origin, not only the first.")
+@handle_errors
+def diff_command(first, second, as_json, every_origin):
+    """Name the first node where two traces part ways (exit 0 identical, 1 diverged, 3 not comparable)."""
+    report = trace_diff.compare(trace_format.read(Path(first)), trace_format.read(Path(second)), every_origin)
+    code = DIFF_CODES[report.status]
+    for note in report.notes:
+        say(f"note: {note}")
+    if as_json:
+        document = report.to_json()
+        document["exit_code"] = code
+        emit_json(document)
+    else:
+        for line in trace_diff.report_lines(report):
+            click.echo(line)
+    return code
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--strict", is_flag=True,
+              help="Stop the program at the first non-deterministic op (NondeterministicOpError, exit 1).")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON document on stdout.")
+@click.option("--seed", type=click.IntRange(SEED_RANGE[0], SEED_RANGE[-1]), default=0, show_default=True,
+              help="As for `run`.")
+@click.option("--python", "python", metavar="PATH", help="As for `run`.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@handle_errors
+def audit(strict, as_json, seed, python, command):
+    """Run COMMAND as `run` does, audit every function it compiles, list the findings at the end.
+
+    Exit: the command's status when it fails; else 1 when an op can be non-deterministic, 0 when none.
+    """
+    result = trace_run.run_audit(command, seed, strict, python=python)
+    findings = result.findings
+    if result.stopped:
+        code = PENDING
+    elif result.returncode != 0:
+        code = trace_run.exit_status(result.returncode)
+    else:
+        code = PENDING if findings else OK
+    if as_json:
+        document = result.to_json()
+        document["exit_code"] = code
+        emit_json(document)
+        return code
+    for finding in findings:
+        say(f"theano-det audit: {graph_audit.describe(finding)}")
+    if result.stopped:
+        say("theano-det audit: --strict stopped the program at the first function with a finding")
+    elif not findings:
+        say("theano-det audit: no op known to be non-deterministic was compiled")
     return code
 
 

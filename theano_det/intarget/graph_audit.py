@@ -165,15 +165,21 @@ def user_line(node):
     """'file:line' of the user code that created the node, from Theano's trace tag, or None.
 
     The trace lists the frames from the outermost in; the user's line is the last
-    frame outside the Theano package.
+    frame outside Theano (and Keras and Lasagne, which build graphs for the user)
+    and outside an op's own make_node (the line that applied the op, not the op's
+    code); when every frame is in those packages, the last frame outside Theano.
     """
-    theano_dir = _theano_dir()
-    for out in node.outputs:
-        for frame in reversed(_first_trace(getattr(out.tag, "trace", None))):
-            filename, lineno = frame[0], frame[1]
-            if theano_dir and os.path.abspath(filename).startswith(theano_dir):
-                continue
-            return "%s:%s" % (filename, lineno)
+    libraries = _library_dirs()
+    theano_dir = libraries[:1]
+    for skipped in (libraries, theano_dir):
+        for out in node.outputs:
+            for frame in reversed(_first_trace(getattr(out.tag, "trace", None))):
+                filename, lineno = frame[0], frame[1]
+                if skipped and os.path.abspath(filename).startswith(skipped):
+                    continue
+                if len(frame) > 2 and frame[2] == "make_node" and skipped is libraries:
+                    continue
+                return "%s:%s" % (filename, lineno)
     return None
 
 
@@ -187,10 +193,16 @@ def _first_trace(trace):
     return [tuple(frame) for frame in first]
 
 
-def _theano_dir():
-    theano = sys.modules.get("theano")
-    path = getattr(theano, "__file__", None)
-    return os.path.dirname(os.path.abspath(path)) + os.sep if path else None
+def _library_dirs():
+    """The package folders of Theano (first; absent when not imported), Keras and Lasagne."""
+    dirs = []
+    for name in ("theano", "keras", "lasagne"):
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path:
+            dirs.append(os.path.dirname(os.path.abspath(path)) + os.sep)
+        elif name == "theano":
+            return ()
+    return tuple(dirs)
 
 
 def op_names(nodes):

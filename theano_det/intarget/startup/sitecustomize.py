@@ -6,6 +6,8 @@ reads what `run` decided from the environment:
 
     THEANO_DET_SEED    seed `random`, numpy and every Theano stream (absent: no seeding)
     THEANO_DET_COMPAT  "0" turns the legacy aliases off (see _theano_det_compat.py)
+    THEANO_DET_TRACE   `theano-det trace`: fingerprint every node (see _theano_det_trace.py)
+    THEANO_DET_AUDIT   `theano-det audit`: audit every compiled function (see _theano_det_audit.py)
 
 and then runs the `sitecustomize` that would have run without us, if any.
 """
@@ -29,6 +31,15 @@ def start():
     except Exception as error:  # the program still runs, and says it is not seeded
         sys.stderr.write("theano-det: the start-up bootstrap failed, this process is not "
                          "seeded: %r\n" % (error,))
+    try:
+        if os.environ.get("THEANO_DET_TRACE"):
+            import _theano_det_trace
+            _theano_det_trace.activate()
+        if os.environ.get("THEANO_DET_AUDIT"):
+            import _theano_det_audit
+            _theano_det_audit.activate()
+    except Exception as error:  # the program still runs, and says what is missing
+        sys.stderr.write("theano-det: tracing or auditing could not start: %r\n" % (error,))
 
 
 def chain_to_next_sitecustomize():

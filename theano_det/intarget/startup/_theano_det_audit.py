@@ -1,0 +1,91 @@
+"""`theano-det audit`, the part inside the target: audit every function Theano compiles.
+
+Runs inside the target interpreter (Python 3.5+, stdlib only). The `run`
+bootstrap (sitecustomize.py) activates it when the host sets:
+
+    THEANO_DET_AUDIT      "warn" (record the findings) or "strict" (also stop at the first)
+    THEANO_DET_AUDIT_OUT  the file the findings are written to, one JSON line per compiled
+                          function that has any, as they are found (the host prints them)
+
+The rules are graph_audit.py's (the catalogue theano_det.audit and enable() use).
+In strict mode theano.function raises NondeterministicOpError before the graph is
+linked: theano_det's own class when this interpreter can import theano_det.
+"""
+
+import json
+import os
+import threading
+
+import _theano_det_compile_hook as compile_hook
+
+MODE_VARIABLE = "THEANO_DET_AUDIT"
+OUT_VARIABLE = "THEANO_DET_AUDIT_OUT"
+
+_auditor = None
+
+
+class LocalNondeterministicOpError(Exception):
+    """NondeterministicOpError for interpreters without theano_det."""
+
+    def __init__(self, findings):
+        self.findings = list(findings)
+        lines = ["%d node(s) can make results differ from run to run:" % len(self.findings)]
+        lines += ["- %s" % finding for finding in self.findings]
+        super(LocalNondeterministicOpError, self).__init__("\n".join(lines))
+
+
+def strict_error(findings, audit):
+    try:
+        from theano_det.auditor import Finding, NondeterministicOpError
+        return NondeterministicOpError([Finding.from_dict(found) for found in findings])
+    except Exception:  # theano-det is not importable here (another environment)
+        return LocalNondeterministicOpError([audit.describe(found) for found in findings])
+
+
+def activate():
+    global _auditor
+    mode = os.environ.pop(MODE_VARIABLE, None)
+    out = os.environ.pop(OUT_VARIABLE, None)
+    if mode not in ("warn", "strict") or not out or _auditor is not None:
+        return None
+    _auditor = Auditor(mode, out)
+    compile_hook.add_listener(_auditor)
+    return _auditor
+
+
+class Auditor(object):
+    def __init__(self, mode, path):
+        self.mode = mode
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.compiled = 0
+        self.rules = None
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+
+    def write(self, record):
+        if os.getpid() != self.pid:
+            return
+        data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        with self.lock:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+
+    def before_create(self, maker):
+        audit = compile_hook.intarget_module("graph_audit")
+        if self.rules is None:
+            self.rules = audit.load_rules()
+        self.compiled += 1
+        findings = audit.audit_nodes(list(maker.fgraph.toposort()), self.rules)
+        if not findings:
+            return
+        import _theano_det_trace
+
+        stop = self.mode == "strict"
+        self.write({"function": self.compiled, "where": _theano_det_trace.caller_line(),
+                    "findings": findings, "stopped": stop})
+        if stop:
+            raise strict_error(findings, audit)
+
+    def after_create(self, maker, function, linked):
+        pass
