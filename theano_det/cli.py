@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -57,6 +58,13 @@ def target_options(command):
     return wrapper
 
 
+def seconds(_context, _parameter, value: float) -> float:
+    """A number of seconds >= 0 (click's FloatRange lets nan through)."""
+    if math.isnan(value) or value < 0:
+        raise click.BadParameter(f"{value} is not a number of seconds >= 0")
+    return value
+
+
 def handle_errors(command):
     """Turn our exceptions into a message and the documented exit code."""
 
@@ -90,7 +98,7 @@ def cli():
 @click.option("--force", is_flag=True,
               help="Patch files that are not as expected (hand-edited, unknown release): "
                    "the call sites that exist are shown and changed.")
-@click.option("--lock-timeout", default=60.0, show_default=True, metavar="SECONDS",
+@click.option("--lock-timeout", default=60.0, show_default=True, metavar="SECONDS", type=float, callback=seconds,
               help="How long to wait for another theano-det run on the same Theano.")
 @click.option("--no-compat", "no_compat", is_flag=True,
               help="Leave out the compatibility patches (cuDNN 8/9 for Theano 1.0.x's convolutions).")
@@ -175,7 +183,7 @@ def show_config_plan(report) -> None:
 @target_options
 @click.option("--dry-run", is_flag=True, help="Print what would be restored as a unified diff; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-@click.option("--lock-timeout", default=60.0, show_default=True, metavar="SECONDS",
+@click.option("--lock-timeout", default=60.0, show_default=True, metavar="SECONDS", type=float, callback=seconds,
               help="How long to wait for another theano-det run on the same Theano.")
 @handle_errors
 def unpatch(target_choice, dry_run, as_json, lock_timeout):
@@ -275,6 +283,8 @@ STATE_WORDS = {
     sourceplan.MODIFIED: "modified by someone else",
     sourceplan.UNEXPECTED: "not as expected",
     sourceplan.BACKUP_DAMAGED: "patched, but the backup is damaged",
+    sourceplan.MISSING: "missing",
+    sourceplan.UNRECORDED: "patched, but not recorded",
 }
 
 
