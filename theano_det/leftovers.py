@@ -33,7 +33,7 @@ def remove(package_dir: Path, known_files: set, manifest: Manifest | None, confi
     earlier += [parsed for parsed in map(read_kept_manifest, kept_manifests) if parsed is not None]
     relatives = set(known_files) | {relative for record in earlier for relative in record.files}
     places = [Path(package_dir) / relative for relative in sorted(relatives)]
-    places += [Path(path) for path in sorted({*config_paths, *(key for record in earlier for key in record.config)})]
+    places += [Path(path) for path in sorted({*map(str, config_paths), *(key for record in earlier for key in record.config)})]
     temporaries, kept = [], []
     for place in places:
         found_temporaries, found_kept = beside(place)
