@@ -24,11 +24,13 @@ from theano_det.manifest import Manifest, inside, state_dir
 KEPT_MANIFEST_GLOB = ".manifest.json.*" + KEPT_SUFFIX
 
 
-def remove(package_dir: Path, known_files: set, manifest: Manifest | None, config_paths=()) -> list:
-    """Remove what killed runs left; return the kept files that stay (each may be an original)."""
+def remove(package_dir: Path, known_files: set, known_manifests: list, config_paths=()) -> list:
+    """Remove what killed runs left; return the kept files that stay (each may be an original).
+
+    `known_manifests`: the manifests this run saw (at its start, and now)."""
     folder = state_dir(package_dir)
     in_state_folder = folder.is_dir() and inside(package_dir, folder)
-    earlier = [manifest] if manifest else []
+    earlier = [manifest for manifest in known_manifests if manifest is not None]
     kept_manifests = sorted(folder.glob(KEPT_MANIFEST_GLOB)) if in_state_folder else []
     earlier += [parsed for parsed in map(read_kept_manifest, kept_manifests) if parsed is not None]
     relatives = set(known_files) | {relative for record in earlier for relative in record.files}

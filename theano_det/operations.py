@@ -113,6 +113,7 @@ def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool =
     with locked(target.package_dir, lock_timeout):
         try:
             manifest = manifests.load(target.package_dir)
+            started_with = manifests.load(target.package_dir)  # commit_patch changes `manifest`
             config_plan = plan_config(target, config)
             report = plan_patch_with_config(target, catalogue, manifest, mode, force, compat, config_plan)
             declined = declined_groups(compat, manifest, catalogue)
@@ -123,7 +124,7 @@ def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool =
                 manifest.declined = declined
                 commit_patch(target, report, manifest)
             chosen = () if config is None else (config.path,)
-            report.notes += clean_up(target, catalogue, manifest, chosen)
+            report.notes += clean_up(target, catalogue, started_with, chosen)
             return report
         finally:  # we hold the lock: nobody else is using the state folder
             remove_state_dir_if_unused(target.package_dir)
@@ -268,9 +269,10 @@ def unpatch(target: Target, mode: str = WRITE, lock_timeout: float = 60.0) -> Re
             manifest = manifests.load(target.package_dir)
             report = plan_unpatch(target, manifest, mode)
             manifest = manifest or report.recovered
+            started_with = manifests.load(target.package_dir) or report.recovered
             if manifest is not None:
-                commit_unpatch(target, report, manifest)
-            report.notes += clean_up(target, catalog.load_all(), manifest)
+                commit_unpatch(target, report, manifest)  # drops from `manifest` what it undoes
+            report.notes += clean_up(target, catalog.load_all(), started_with)
             return report
         finally:  # we hold the lock: nobody else is using the state folder
             remove_state_dir_if_unused(target.package_dir)
@@ -363,10 +365,13 @@ def allowed_paths(target: Target, manifest: Manifest, config_plan=None) -> tuple
     return (target.package_dir, *config)
 
 
-def clean_up(target: Target, catalogue: list, manifest: Manifest | None, config_paths=()) -> list:
-    """Remove what killed runs left, once this run has made the originals safe; notes for what stays."""
+def clean_up(target: Target, catalogue: list, started_with: Manifest | None, config_paths=()) -> list:
+    """Remove what killed runs left, once this run has made the originals safe; notes for what stays.
+
+    `started_with`: the manifest as this run found it (it knows what the run replaced)."""
+    config_paths = (*config_paths, *(started_with.config if started_with else ()))
     staying = leftovers.remove(target.package_dir, catalog.known_files(catalogue),
-                               manifests.load(target.package_dir), config_paths)
+                               [started_with, manifests.load(target.package_dir)], config_paths)
     return [f"{path}: left by an interrupted run and kept: it may hold an original theano-det has no other "
             "copy of; remove it yourself once you know you do not need it" for path in staying]
 
