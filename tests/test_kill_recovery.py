@@ -70,7 +70,7 @@ def run(command: str, case):
     if command == "patch":
         return operations.patch(target, config=configfile.choose(environ))
     if command == "unpatch":
-        return operations.unpatch(target)
+        return operations.unpatch(target, config_paths=[configfile.choose(environ).path])
     return operations.status(target, environ=environ)
 
 

@@ -190,7 +190,7 @@ def unpatch(target_choice, dry_run, as_json, lock_timeout):
     """Restore the original files that theano-det patched."""
     target = locate(*target_choice)
     report = operations.unpatch(target, mode=operations.DRY_RUN if dry_run else operations.WRITE,
-                                lock_timeout=lock_timeout)
+                                lock_timeout=lock_timeout, config_paths=config_in_use())
     if as_json:
         emit_json(report.to_json())
     else:
@@ -206,6 +206,14 @@ def unpatch(target_choice, dry_run, as_json, lock_timeout):
         for note in report.notes:
             say(note)
     return REFUSED if report.left_alone else OK
+
+
+def config_in_use() -> tuple:
+    """The config file `patch` would write now (a killed one may have left files beside it)."""
+    try:
+        return (configfile.choose(os.environ).path,)
+    except Refused:
+        return ()
 
 
 def show_config_restores(report, dry_run: bool) -> None:

@@ -5,7 +5,9 @@ file it replaces or removes under a second name (KEPT_SUFFIX) until it is done. 
 run killed on the way leaves both. A temporary holds only new bytes: it always goes.
 A kept file goes only while its bytes are present elsewhere (in a file we track or in
 the state folder) or are bytes that theano-det wrote (a recorded `sha256_after`):
-then it is not the only copy of an original. Anything else stays, and is named.
+then it is not the only copy of an original. Anything else stays, and is named. A
+backup without a manifest (a first patch killed before writing it) goes only while
+the file it was taken from still holds the same bytes.
 
 The manifest is replaced last in every transaction and its kept copy is removed
 last, so a kept earlier manifest lies beside every other kept file of a killed run
@@ -46,9 +48,15 @@ def remove(package_dir: Path, known_files: set, known_manifests: list, config_pa
         kept += [path for path in folder.rglob("*" + KEPT_SUFFIX) if path not in kept_manifests]
     for temporary in temporaries:
         unlink(temporary)
+    in_place = {digest(place) for place in places} - {None}
+    if in_state_folder and not manifests.manifest_path(package_dir).exists():
+        # Backups a killed first patch wrote before its manifest: the files still hold their bytes.
+        for path in ours_in(folder, in_state_folder):
+            if digest(path) in in_place:
+                unlink(path)
     if not kept and not kept_manifests:
         return []
-    present = {digest(place) for place in places} | {digest(path) for path in ours_in(folder, in_state_folder)}
+    present = in_place | {digest(path) for path in ours_in(folder, in_state_folder)}
     present.discard(None)
     written = {record.sha256_after for record in earlier
                for record in (*record.files.values(), *record.config.values()) if record.sha256_after}

@@ -261,7 +261,9 @@ def commit_patch(target: Target, report: Report, manifest: Manifest) -> None:
             remove_stale_bytecode(plan.path)
 
 
-def unpatch(target: Target, mode: str = WRITE, lock_timeout: float = 60.0) -> Report:
+def unpatch(target: Target, mode: str = WRITE, lock_timeout: float = 60.0, config_paths=()) -> Report:
+    """`config_paths`: config files a killed `patch` may have left temporaries beside (the one
+    `patch` would choose now), besides those the manifest records."""
     if mode != WRITE:
         return plan_unpatch(target, manifests.load(target.package_dir), mode)
     with locked(target.package_dir, lock_timeout):
@@ -272,7 +274,7 @@ def unpatch(target: Target, mode: str = WRITE, lock_timeout: float = 60.0) -> Re
             started_with = manifests.load(target.package_dir) or report.recovered
             if manifest is not None:
                 commit_unpatch(target, report, manifest)  # drops from `manifest` what it undoes
-            report.notes += clean_up(target, catalog.load_all(), started_with)
+            report.notes += clean_up(target, catalog.load_all(), started_with, config_paths)
             return report
         finally:  # we hold the lock: nobody else is using the state folder
             remove_state_dir_if_unused(target.package_dir)
