@@ -247,6 +247,16 @@ def test_a_huge_manifest_is_refused(patched):
     assert_refused(run_cli("status", "--theano-dir", patched), 3, "is damaged", "larger than")
 
 
+def test_a_manifest_that_is_a_fifo_is_refused_without_hanging(patched):
+    manifest = patched / ".theano-det/manifest.json"
+    manifest.unlink()
+    os.mkfifo(manifest)
+    for command in ("status", "patch", "unpatch"):
+        done = subprocess.run([sys.executable, "-m", "theano_det", command, "--theano-dir", str(patched)],
+                              capture_output=True, text=True, timeout=120)
+        assert_refused(done, 3, "is not a regular file")
+
+
 @pytest.mark.parametrize("value", ["nan", "-1", "soon"])
 def test_a_lock_timeout_that_is_not_seconds_is_a_usage_error(tree, value):
     for command in ("patch", "unpatch"):

@@ -36,7 +36,9 @@ def remove(package_dir: Path, known_files: set, known_manifests: list, config_pa
     kept_manifests = sorted(folder.glob(KEPT_MANIFEST_GLOB)) if in_state_folder else []
     earlier += [parsed for parsed in map(read_kept_manifest, kept_manifests) if parsed is not None]
     relatives = set(known_files) | {relative for record in earlier for relative in record.files}
-    places = [Path(package_dir) / relative for relative in sorted(relatives)]
+    # A file that is a symlink out of the package is not ours to clean beside (patch refuses it).
+    places = [Path(package_dir) / relative for relative in sorted(relatives)
+              if inside(package_dir, Path(package_dir) / relative)]
     places += [Path(path) for path in sorted({*map(str, config_paths), *(key for record in earlier for key in record.config)})]
     temporaries, kept = [], []
     for place in places:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +164,9 @@ def load(package_dir: Path) -> Manifest | None:
     or when anything in it is not what theano-det writes (nothing is done then)."""
     path = manifest_path(package_dir)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read for ever
+            raise Refused(f"{path} is not a regular file; it should be theano-det's record, so nothing was done",
+                          hint="look at it and remove it; then `theano-det status` says what is patched")
         with open(path, "rb") as handle:
             raw = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
