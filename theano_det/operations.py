@@ -6,6 +6,8 @@ it neither prints nor knows exit codes (that is the CLI's job).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,7 +115,7 @@ def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool =
     with locked(target.package_dir, lock_timeout):
         try:
             manifest = manifests.load(target.package_dir)
-            started_with = manifests.load(target.package_dir)  # commit_patch changes `manifest`
+            started_with = copy.deepcopy(manifest)  # commit_patch changes `manifest`
             config_plan = plan_config(target, config)
             report = plan_patch_with_config(target, catalogue, manifest, mode, force, compat, config_plan)
             declined = declined_groups(compat, manifest, catalogue)
@@ -271,7 +273,7 @@ def unpatch(target: Target, mode: str = WRITE, lock_timeout: float = 60.0, confi
             manifest = manifests.load(target.package_dir)
             report = plan_unpatch(target, manifest, mode)
             manifest = manifest or report.recovered
-            started_with = manifests.load(target.package_dir) or report.recovered
+            started_with = copy.deepcopy(manifest)
             if manifest is not None:
                 commit_unpatch(target, report, manifest)  # drops from `manifest` what it undoes
             report.notes += clean_up(target, catalog.load_all(), started_with, config_paths)
@@ -390,7 +392,8 @@ def remove_state_dir_if_unused(package_dir: Path) -> None:
         return
     legacy_lock = folder / "lock"
     if legacy_lock.is_file() and legacy_lock.stat().st_size == 0:
-        legacy_lock.unlink()
+        with contextlib.suppress(OSError):
+            legacy_lock.unlink()
     for child in sorted(folder.rglob("*"), key=lambda path: len(path.parts), reverse=True):
         if child.is_dir() and not child.is_symlink():
             try:
