@@ -95,6 +95,15 @@ def test_a_backup_folder_symlinked_out_of_the_tree_is_neither_trusted_nor_delete
     assert snapshot(outside) == before  # unpatch removes backups: never through the link
 
 
+def test_a_state_folder_symlinked_out_of_the_tree_is_never_written_through(tree, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (tree / ".theano-det").symlink_to(outside)
+    before = snapshot(tmp_path)
+    assert_refused(run_cli("patch", "--theano-dir", tree), 3, "refusing to write", "outside the Theano package")
+    assert snapshot(tmp_path) == before
+
+
 # --- 2. SIGKILL during unpatch, then patch ---------------------------------------------
 
 KILL_AFTER_BACKUP_REMOVAL = textwrap.dedent("""

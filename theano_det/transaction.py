@@ -39,11 +39,12 @@ class Interrupted(KeyboardInterrupt):
 
 class Transaction:
     """`allowed`: the folders (anything inside) and files (exactly) this transaction may
-    write or remove, symlinks followed; a planned write elsewhere refuses the whole of it."""
+    write or remove, symlinks followed; a planned write elsewhere refuses the whole of it.
+    None: anywhere (for callers that chose every path themselves)."""
 
-    def __init__(self, allowed: tuple = ()):
+    def __init__(self, allowed: tuple | None = None):
         self.writes: list = []
-        self.allowed = tuple(real_path(Path(path)) for path in allowed)
+        self.allowed = None if allowed is None else tuple(real_path(Path(path)) for path in allowed)
 
     def write(self, path: Path, data: bytes, mode: int | None = None) -> None:
         self.writes.append(Write(Path(path), data, mode))
@@ -56,7 +57,7 @@ class Transaction:
         its folder is read-only."""
         for item in self.writes:
             target = real_path(item.path)
-            if not any(target == root or target.is_relative_to(root) for root in self.allowed):
+            if self.allowed is not None and not any(target == root or target.is_relative_to(root) for root in self.allowed):
                 raise Refused(
                     f"refusing to write {item.path}: it leads to {target}, outside the Theano package "
                     "and the chosen config file; nothing was changed",
