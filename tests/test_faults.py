@@ -165,11 +165,46 @@ def test_concurrent_patch_runs_never_interleave(release_copy):
 def test_a_held_lock_makes_a_second_run_wait_then_refuse(release_copy):
     package = release_copy("1.0.5")
     before = tree_hashes(package.parent)
-    with transaction.locked(package / ".theano-det", timeout=1):
+    with transaction.locked(package, timeout=1):
         done = run_cli("patch", "--lock-timeout", "0.5", "--theano-dir", package)
-        assert (package / ".theano-det/lock").exists()  # the refused run left the holder's lock alone
     assert done.returncode == 3
-    assert "another theano-det run holds" in done.stderr
+    assert "another theano-det run holds the lock" in done.stderr
     assert (package / "gpuarray/opt.py").read_bytes() == (release_copy("1.0.5", "fresh") / "gpuarray/opt.py").read_bytes()
     assert {path: digest for path, digest in tree_hashes(package.parent).items()
             if ".theano-det" not in path} == before
+
+
+ALTERNATING_RUNS = textwrap.dedent("""
+    import contextlib, io, json, sys
+    from theano_det import cli
+    package, first, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    results = []
+    for turn in range(rounds):
+        command = ("patch", "unpatch")[(first + turn) % 2]
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors):
+            code = cli.main([command, "--theano-dir", package])
+        results.append([command, code, errors.getvalue()])
+    print(json.dumps(results))
+""")
+
+
+def test_six_runs_alternating_patch_and_unpatch_all_succeed_and_leave_the_tree_whole(tmp_path, release):
+    from small_tree import leftovers, make_tree, snapshot
+
+    package = make_tree(release("1.0.5"), tmp_path / "site")
+    pristine = snapshot(package)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    runs = [subprocess.Popen([sys.executable, "-c", ALTERNATING_RUNS, str(package), str(index % 2), "4"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for index in range(6)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0] * 6, [error for _, error in outputs]
+    results = [result for output, _ in outputs for result in json.loads(output)]
+    assert len(results) == 24
+    assert [result for result in results if result[1] != 0] == []  # each waited for the lock and finished
+    status = run_cli("status", "--json", "--theano-dir", package)
+    states = {entry["state"] for entry in json.loads(status.stdout)["files"]}
+    assert states in ({"patched"}, {"pristine"}), status.stderr  # whole: all patched or none
+    assert run_cli("unpatch", "--theano-dir", package).returncode == 0
+    assert snapshot(package) == pristine and leftovers(tmp_path) == []

@@ -67,6 +67,11 @@ def load_all(folder: Path | None = None) -> list:
     return [load(path) for path in sorted(folder.glob("*.toml"))]
 
 
+def known_files(catalogue: list | None = None) -> set:
+    """Every file (relative to the package) that a patch of the catalogue changes."""
+    return {spec.path for patch in (load_all() if catalogue is None else catalogue) for spec in patch.files}
+
+
 def load(path: Path) -> Patch:
     with open(path, "rb") as handle:
         data = tomllib.load(handle)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -58,6 +59,13 @@ def target_options(command):
     return wrapper
 
 
+def seconds(_context, _parameter, value: float) -> float:
+    """A number of seconds >= 0 (click's FloatRange lets nan through)."""
+    if math.isnan(value) or value < 0:
+        raise click.BadParameter(f"{value} is not a number of seconds >= 0")
+    return value
+
+
 def handle_errors(command):
     """Turn our exceptions into a message and the documented exit code."""
 
@@ -91,7 +99,7 @@ def cli():
 @click.option("--force", is_flag=True,
               help="Patch files that are not as expected (hand-edited, unknown release): "
                    "the call sites that exist are shown and changed.")
-@click.option("--lock-timeout", default=60.0, show_default=True, metavar="SECONDS",
+@click.option("--lock-timeout", default=60.0, show_default=True, metavar="SECONDS", type=float, callback=seconds,
               help="How long to wait for another theano-det run on the same Theano.")
 @click.option("--no-compat", "no_compat", is_flag=True,
               help="Leave out the compatibility patches (cuDNN 8/9 for Theano 1.0.x's convolutions).")
@@ -176,14 +184,14 @@ def show_config_plan(report) -> None:
 @target_options
 @click.option("--dry-run", is_flag=True, help="Print what would be restored as a unified diff; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-@click.option("--lock-timeout", default=60.0, show_default=True, metavar="SECONDS",
+@click.option("--lock-timeout", default=60.0, show_default=True, metavar="SECONDS", type=float, callback=seconds,
               help="How long to wait for another theano-det run on the same Theano.")
 @handle_errors
 def unpatch(target_choice, dry_run, as_json, lock_timeout):
     """Restore the original files that theano-det patched."""
     target = locate(*target_choice)
     report = operations.unpatch(target, mode=operations.DRY_RUN if dry_run else operations.WRITE,
-                                lock_timeout=lock_timeout)
+                                lock_timeout=lock_timeout, config_paths=config_in_use())
     if as_json:
         emit_json(report.to_json())
     else:
@@ -199,6 +207,14 @@ def unpatch(target_choice, dry_run, as_json, lock_timeout):
         for note in report.notes:
             say(note)
     return REFUSED if report.left_alone else OK
+
+
+def config_in_use() -> tuple:
+    """The config file `patch` would write now (a killed one may have left files beside it)."""
+    try:
+        return (configfile.choose(os.environ).path,)
+    except Refused:
+        return ()
 
 
 def show_config_restores(report, dry_run: bool) -> None:
@@ -276,6 +292,8 @@ STATE_WORDS = {
     sourceplan.MODIFIED: "modified by someone else",
     sourceplan.UNEXPECTED: "not as expected",
     sourceplan.BACKUP_DAMAGED: "patched, but the backup is damaged",
+    sourceplan.MISSING: "missing",
+    sourceplan.UNRECORDED: "patched, but not recorded",
 }
 
 

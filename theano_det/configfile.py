@@ -264,7 +264,10 @@ def record_patch(transaction, plan: ConfigPlan, manifest: Manifest, folder: Path
     old = manifest.config.get(key)
     backup = config_backup_name(key)
     before = sha256_bytes(plan.current) if plan.current is not None else None
-    if old is None:
+    # The file is its original again (an unpatch was interrupted after restoring it): record it
+    # afresh, with a new backup, as on a first patch.
+    original_again = old is not None and (before == old.sha256_before if old.existed else plan.current is None)
+    if old is None or original_again:
         record = ConfigRecord(path=str(plan.choice.path), real_path=key, existed=plan.current is not None,
                               sha256_before=before or sha256_bytes(b""),
                               backup=backup if plan.current is not None else None)

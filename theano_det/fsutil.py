@@ -33,7 +33,8 @@ def stage(target: Path, data: bytes, mode: int | None = None) -> Path:
     """Write `data` to a new temporary file beside `target`, durable, ready for os.replace.
 
     The temporary file gets the mode of `mode`, else the mode of the file it will
-    replace, and that file's owner where we may set it.
+    replace, and that file's owner where we may set it; a new file gets the owner of
+    its folder (root patching a user's installation leaves files that user can remove).
     """
     previous = None
     with contextlib.suppress(FileNotFoundError):
@@ -48,9 +49,7 @@ def stage(target: Path, data: bytes, mode: int | None = None) -> Path:
             mode = previous.st_mode & 0o7777
         if mode is not None:
             os.chmod(tmp, mode)
-        if previous is not None and hasattr(os, "chown"):
-            with contextlib.suppress(PermissionError):  # only root may give a file away
-                os.chown(tmp, previous.st_uid, previous.st_gid)
+        give_owner(tmp, previous if previous is not None else os.stat(target.parent))
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -58,26 +57,29 @@ def stage(target: Path, data: bytes, mode: int | None = None) -> Path:
     return Path(tmp)
 
 
+def give_owner(path, owner: os.stat_result) -> None:
+    """Give `path` the owner of `owner` (a stat) where we may: only root may give files away."""
+    if hasattr(os, "chown") and (os.stat(path).st_uid, os.stat(path).st_gid) != (owner.st_uid, owner.st_gid):
+        with contextlib.suppress(PermissionError):
+            os.chown(path, owner.st_uid, owner.st_gid)
+
+
+def make_folder(folder: Path) -> None:
+    """Create `folder` and its missing parents, each owned like the folder it is made in."""
+    folder = Path(folder)
+    if folder.is_dir():
+        return
+    make_folder(folder.parent)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder)
+        give_owner(folder, os.stat(folder.parent))
+
+
 def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     """Replace `path` with `data`: readers see the old or the new bytes, never a mix."""
     target = real_path(path)
     os.replace(stage(target, data, mode), target)
     fsync_dir(target.parent)
-
-
-def remove_stale_temporaries(path: Path, known_digests=frozenset()) -> None:
-    """Delete what a killed run left beside `path`: staged files, and kept originals
-    whose bytes are the file's current ones or a version recorded elsewhere (`known_digests`)."""
-    target = real_path(path)
-    if not target.parent.is_dir():
-        return
-    current = sha256_file(target) if target.is_file() else None
-    for stale in target.parent.glob("." + target.name + ".*" + TEMP_SUFFIX):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
-    for kept in target.parent.glob("." + target.name + ".*" + KEPT_SUFFIX):
-        if sha256_file(kept) in {current, *known_digests}:
-            kept.unlink()
 
 
 def fsync_dir(folder: Path) -> None:

@@ -6,14 +6,16 @@ it neither prints nor knows exit codes (that is the CLI's job).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theano_det import catalog, configfile, effective_config, manifest as manifests, sourceplan
+from theano_det import catalog, configfile, effective_config, leftovers, manifest as manifests, sourceplan
 from theano_det.errors import Refused
-from theano_det.fsutil import KEPT_SUFFIX, TEMP_SUFFIX, remove_stale_bytecode, remove_stale_temporaries, sha256_bytes
-from theano_det.manifest import FileRecord, Manifest, state_dir
+from theano_det.fsutil import remove_stale_bytecode, sha256_bytes
+from theano_det.manifest import FileRecord, Manifest, backup_path, inside, read_backup, state_dir
 from theano_det.target import Target
 from theano_det.transaction import Transaction, locked
 
@@ -36,6 +38,7 @@ class Report:
     config: configfile.ConfigPlan | None = None  # patch: the config file change
     config_restores: list = field(default_factory=list)  # unpatch: configfile.ConfigRestore
     config_status: effective_config.ConfigStatus | None = None  # status: effective settings
+    recovered: Manifest | None = None  # unpatch without a manifest: the records the backups prove
 
     @property
     def writes(self) -> bool:
@@ -83,6 +86,11 @@ def status(target: Target, environ=None) -> Report:
     report.interrupted = bool(manifest and manifest.state == "applying")
     report.notes += left_out_notes(target, catalogue, declined)
     configfile.check_records(manifest)
+    if any(plan.state == sourceplan.UNRECORDED for plan in plans):
+        report.notes.append("hint: " + unrecorded_hint(target, plans))
+    if any(plan.state == sourceplan.MISSING for plan in plans):
+        report.notes.append(f"hint: reinstall Theano ({reinstall_command(target)}) to get the missing files "
+                            "back, then run theano-det patch")
     written = tuple(record.path for record in manifest.config.values()) if manifest else ()
     report.config_status = effective_config.evaluate(target, environ, written=written)
     return report
@@ -105,11 +113,10 @@ def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool =
         config_plan = plan_config(target, config)  # first: a refused config file costs no source planning
         return plan_patch_with_config(target, catalogue, manifests.load(target.package_dir), mode, force,
                                       compat, config_plan)
-    folder = state_dir(target.package_dir)
-    with locked(folder, lock_timeout):
+    with locked(target.package_dir, lock_timeout):
         try:
             manifest = manifests.load(target.package_dir)
-            remove_leftovers(target, catalogue, manifest)
+            started_with = copy.deepcopy(manifest)  # commit_patch changes `manifest`
             config_plan = plan_config(target, config)
             report = plan_patch_with_config(target, catalogue, manifest, mode, force, compat, config_plan)
             declined = declined_groups(compat, manifest, catalogue)
@@ -119,9 +126,11 @@ def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool =
                 manifest = manifest or Manifest()
                 manifest.declined = declined
                 commit_patch(target, report, manifest)
+            chosen = () if config is None else (config.path,)
+            report.notes += clean_up(target, catalogue, started_with, chosen)
             return report
-        finally:  # only the run holding the lock may remove it
-            remove_state_dir_if_unused(folder)
+        finally:  # we hold the lock: nobody else is using the state folder
+            remove_state_dir_if_unused(target.package_dir)
 
 
 def plan_patch_with_config(target, catalogue, manifest, mode, force, compat, config_plan) -> Report:
@@ -142,6 +151,11 @@ def plan_patch(target, catalogue, enabled, manifest, mode, force) -> Report:
         hint = ("look at the file (theano-det patch --dry-run --force shows what would change); "
                 "reinstall Theano to get the released file back, or use --force to patch the call "
                 "sites that exist now and take the file as it is for the original")
+        if any(plan.state == sourceplan.UNRECORDED for plan in refused):
+            hint = unrecorded_hint(target, refused)
+        elif any(plan.state == sourceplan.MISSING for plan in refused):
+            hint = (f"reinstall Theano ({reinstall_command(target)}) to get the file back, then run "
+                    "theano-det patch; or `theano-det unpatch` to restore the other files")
         if compat_only(refused, catalogue):
             hint += "; or leave the compatibility patches out with --no-compat"
         raise Refused(
@@ -159,6 +173,19 @@ def plan_patch(target, catalogue, enabled, manifest, mode, force) -> Report:
     report.changed = [plan.relative for plan in plans if plan.needs_write]
     report.interrupted = bool(manifest and manifest.state == "applying")
     return report
+
+
+def reinstall_command(target: Target) -> str:
+    name = {"Theano-PyMC": "theano-pymc"}.get(target.distribution, "theano")
+    return f"pip install --force-reinstall --no-deps {name}=={target.version or 'VERSION'}"
+
+
+def unrecorded_hint(target: Target, plans: list) -> str:
+    """What to do with files that carry our patches while their manifest is gone."""
+    if all(plan.original != plan.current for plan in plans if plan.state == sourceplan.UNRECORDED):
+        return "run `theano-det unpatch` (it restores the originals from the backups), then patch again"
+    return (f"get the released files back by reinstalling Theano ({reinstall_command(target)}), "
+            "then run theano-det patch; --force would leave these files as they are")
 
 
 def compat_only(plans: list, catalogue: list) -> bool:
@@ -196,14 +223,18 @@ def commit_patch(target: Target, report: Report, manifest: Manifest) -> None:
     folder = state_dir(target.package_dir)
     path = manifests.manifest_path(target.package_dir)
     manifest.target = {"distribution": target.distribution, "version": target.version}
-    transaction = Transaction()
+    transaction = Transaction(allowed_paths(target, manifest, report.config))
     for plan in report.files:
         if not plan.needs_write:
             continue
         old = manifest.files.get(plan.relative)
-        backup = f"backup/{plan.relative}"
-        if old is None or old.sha256_before != sha256_bytes(plan.original):
-            if old is not None:  # --force took the file as it is now for the original
+        backup = backup_path(plan.relative)
+        # A file is never replaced without a backup of its original that reads back as recorded
+        # (an unpatch killed after it removed a backup leaves the original in the file alone).
+        if (old is None or old.sha256_before != sha256_bytes(plan.original)
+                or read_backup(folder, old.backup, old.sha256_before) is None):
+            if old is not None and old.sha256_before != sha256_bytes(plan.original):
+                # --force took the file as it is now for the original
                 report.notes.append(f"{plan.relative}: --force keeps the file as it was before this run as "
                                     "the original; the earlier one (the released file) comes back by "
                                     "reinstalling Theano")
@@ -233,29 +264,29 @@ def commit_patch(target: Target, report: Report, manifest: Manifest) -> None:
             remove_stale_bytecode(plan.path)
 
 
-def unpatch(target: Target, mode: str = WRITE, lock_timeout: float = 60.0) -> Report:
+def unpatch(target: Target, mode: str = WRITE, lock_timeout: float = 60.0, config_paths=()) -> Report:
+    """`config_paths`: config files a killed `patch` may have left temporaries beside (the one
+    `patch` would choose now), besides those the manifest records."""
     if mode != WRITE:
         return plan_unpatch(target, manifests.load(target.package_dir), mode)
-    folder = state_dir(target.package_dir)
-    if not folder.exists():
-        return Report(target, mode, notes=["not patched: nothing to undo"])
-    with locked(folder, lock_timeout):
+    with locked(target.package_dir, lock_timeout):
         try:
             manifest = manifests.load(target.package_dir)
-            remove_leftovers(target, catalog.load_all(), manifest)
             report = plan_unpatch(target, manifest, mode)
+            manifest = manifest or report.recovered
+            started_with = copy.deepcopy(manifest)
             if manifest is not None:
-                commit_unpatch(target, report, manifest)
+                commit_unpatch(target, report, manifest)  # drops from `manifest` what it undoes
+            report.notes += clean_up(target, catalog.load_all(), started_with, config_paths)
             return report
-        finally:  # only the run holding the lock may remove it
-            remove_state_dir_if_unused(folder)
+        finally:  # we hold the lock: nobody else is using the state folder
+            remove_state_dir_if_unused(target.package_dir)
 
 
 def plan_unpatch(target: Target, manifest: Manifest | None, mode: str) -> Report:
-    report = Report(target, mode)
     if manifest is None:
-        report.notes.append("not patched: nothing to undo")
-        return report
+        return plan_unpatch_unrecorded(target, mode)
+    report = Report(target, mode)
     for relative, record in sorted(manifest.files.items()):
         path = target.package_dir / relative
         current = path.read_bytes() if path.is_file() else None
@@ -281,9 +312,33 @@ def plan_unpatch(target: Target, manifest: Manifest | None, mode: str) -> Report
     return report
 
 
+def plan_unpatch_unrecorded(target: Target, mode: str) -> Report:
+    """No manifest: undo only files that carry our patches and whose backup proves their original."""
+    catalogue = catalog.load_all()
+    plans = sourceplan.plan_files(target.package_dir, catalogue, {patch.id for patch in catalogue}, None)
+    unrecorded = [plan for plan in plans if plan.state == sourceplan.UNRECORDED]
+    recoverable = [plan for plan in unrecorded if plan.original != plan.current]
+    recovered = None
+    if recoverable:  # the record the lost manifest held, rebuilt from what the backups prove
+        recovered = Manifest(files={plan.relative: FileRecord(
+            patches=plan.patch_ids, sha256_before=sha256_bytes(plan.original), sha256_after=sha256_bytes(plan.current),
+            mode=file_mode(plan.path), backup=backup_path(plan.relative)) for plan in recoverable})
+        report = plan_unpatch(target, recovered, mode)
+        report.notes.append("the manifest was gone: restored the files whose backups prove their originals")
+    else:
+        report = Report(target, mode)
+    report.recovered = recovered
+    for plan in unrecorded:
+        if plan.original == plan.current:
+            report.left_alone.append((plan.relative, f"{plan.problem}: {unrecorded_hint(target, [plan])}"))
+    if not report.files and not report.left_alone:
+        report.notes.append("not patched: nothing to undo")
+    return report
+
+
 def commit_unpatch(target: Target, report: Report, manifest: Manifest) -> None:
     folder = state_dir(target.package_dir)
-    transaction = Transaction()
+    transaction = Transaction(allowed_paths(target, manifest))
     kept = {relative for relative, _ in report.left_alone}
     nothing_undone = (not report.files and set(manifest.files) <= kept and manifest.state == "applied"
                       and all(restore.problem for restore in report.config_restores))
@@ -307,37 +362,41 @@ def commit_unpatch(target: Target, report: Report, manifest: Manifest) -> None:
         remove_stale_bytecode(plan.path)
 
 
-def remove_leftovers(target: Target, catalogue: list, manifest: Manifest | None) -> None:
-    """What a killed run left (we hold the lock, so nothing is in use): staged files, and
-    kept originals that the backups or the files themselves still hold."""
-    relatives = {spec.path for patch in catalogue for spec in patch.files}
-    relatives |= set(manifest.files) if manifest else set()
-    records = [*manifest.files.values(), *manifest.config.values()] if manifest else []
-    known = {digest for record in records for digest in (record.sha256_before, record.sha256_after) if digest}
-    for relative in relatives:
-        remove_stale_temporaries(target.package_dir / relative, known)
-    for config_path in manifest.config if manifest else ():
-        remove_stale_temporaries(Path(config_path), known)
-    # In the state folder everything is ours, and the manifest in place describes the state.
-    for suffix in (TEMP_SUFFIX, KEPT_SUFFIX):
-        for stale in state_dir(target.package_dir).rglob("*" + suffix):
-            stale.unlink()
+def allowed_paths(target: Target, manifest: Manifest, config_plan=None) -> tuple:
+    """Where a transaction of this run may write: the package, and the config files in play."""
+    config = [Path(path) for path in manifest.config]
+    if config_plan is not None:
+        config.append(config_plan.real_path)
+    return (target.package_dir, *config)
+
+
+def clean_up(target: Target, catalogue: list, started_with: Manifest | None, config_paths=()) -> list:
+    """Remove what killed runs left, once this run has made the originals safe; notes for what stays.
+
+    `started_with`: the manifest as this run found it (it knows what the run replaced)."""
+    config_paths = (*config_paths, *(started_with.config if started_with else ()))
+    staying = leftovers.remove(target.package_dir, catalog.known_files(catalogue),
+                               [started_with, manifests.load(target.package_dir)], config_paths)
+    return [f"{path}: left by an interrupted run and kept: it may hold an original theano-det has no other "
+            "copy of; remove it yourself once you know you do not need it" for path in staying]
 
 
 def file_mode(path: Path) -> int:
     return os.stat(path).st_mode & 0o7777
 
 
-def remove_state_dir_if_unused(folder: Path) -> None:
-    """Without a manifest the state folder holds nothing we need: remove the lock and empty folders."""
-    if not folder.is_dir() or (folder / "manifest.json").exists():
+def remove_state_dir_if_unused(package_dir: Path) -> None:
+    """Without a manifest the state folder holds nothing we need: remove its empty folders
+    (and the lock file of theano-det versions that kept one there)."""
+    folder = state_dir(package_dir)
+    if not folder.is_dir() or not inside(package_dir, folder) or (folder / "manifest.json").exists():
         return
-    try:
-        (folder / "lock").unlink()
-    except OSError:
-        pass
+    legacy_lock = folder / "lock"
+    if legacy_lock.is_file() and legacy_lock.stat().st_size == 0:
+        with contextlib.suppress(OSError):
+            legacy_lock.unlink()
     for child in sorted(folder.rglob("*"), key=lambda path: len(path.parts), reverse=True):
-        if child.is_dir():
+        if child.is_dir() and not child.is_symlink():
             try:
                 child.rmdir()
             except OSError:

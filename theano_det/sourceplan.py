@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from theano_det import known_files
+from theano_det.errors import Refused
 from theano_det.transforms import anchored_text
 from theano_det.fsutil import sha256_bytes
-from theano_det.manifest import Manifest, read_backup, state_dir
+from theano_det.manifest import Manifest, backup_path, inside, read_backup, state_dir
 
 # File states, as `status` reports them.
 PRISTINE = "pristine"  # as released: our patches not applied (pending)
@@ -23,7 +24,9 @@ REINSTALLED = "reinstalled"  # was patched, now holds the original again (pendin
 MODIFIED = "modified"  # was patched, then changed by someone else
 UNEXPECTED = "unexpected"  # never patched, but not the file our patch expects (hand-edited?)
 BACKUP_DAMAGED = "backup-damaged"  # our backup of the original is gone or altered
-REFUSED = {MODIFIED, UNEXPECTED, BACKUP_DAMAGED}
+MISSING = "missing"  # was patched, then deleted
+UNRECORDED = "unrecorded"  # carries our patches, but the manifest that records it is gone
+REFUSED = {MODIFIED, UNEXPECTED, BACKUP_DAMAGED, MISSING, UNRECORDED}
 
 
 @dataclass
@@ -33,6 +36,7 @@ class PatchOutcome:
     sites: list
     skipped: list
     parser: str
+    applied: bool = False  # the file already carries this patch
 
     def matches(self) -> bool:
         return len(self.sites) == self.expected and not self.skipped
@@ -44,6 +48,7 @@ class PatchOutcome:
             "sites": [site.to_json() for site in self.sites],
             "skipped": [site.to_json() for site in self.skipped],
             "parser": self.parser,
+            "already_applied": self.applied,
         }
 
 
@@ -112,9 +117,17 @@ def plan_files(package_dir: Path, catalogue: list, enabled: set, manifest: Manif
     plans = []
     for relative in relatives:
         path = Path(package_dir) / relative
-        if not path.is_file():
-            continue
         record = records.get(relative)
+        if not inside(package_dir, path):
+            raise Refused(f"{path} is a symlink that leads out of {package_dir}; theano-det writes only "
+                          "inside the package, so nothing was changed",
+                          hint="replace the symlink by the file it points to, or reinstall Theano")
+        if not path.is_file():
+            if record is not None:  # patched, then deleted: say so (status), patch nothing
+                plans.append(FilePlan(relative, path, MISSING, b"", b"", b"",
+                                      problem="the file no longer exists (Theano uninstalled or changed "
+                                      "since theano-det patched it?)"))
+            continue
         recorded = set(record.patches) if record else set()
         wanted = [patch for patch in catalogue if patch.file_spec(relative) and patch.id in enabled | recorded]
         if not wanted:  # only patches left out of this run (--no-compat) touch it
@@ -135,6 +148,8 @@ def plan_file(package_dir: Path, relative: str, current: bytes, wanted: list, re
             )
     desired, outcomes = apply_patches(relative, original, wanted)
     plan = FilePlan(relative, Path(package_dir) / relative, "", current, original, desired, outcomes)
+    if record is None and outcomes and all(outcome.applied for outcome in outcomes):
+        return unrecorded(package_dir, plan, wanted)
     if record is None:
         mismatched = [outcome for outcome in outcomes if not outcome.matches()]
         plan.state = UNEXPECTED if mismatched else PRISTINE
@@ -149,8 +164,26 @@ def plan_file(package_dir: Path, relative: str, current: bytes, wanted: list, re
     return plan
 
 
+def unrecorded(package_dir: Path, plan: FilePlan, wanted: list) -> FilePlan:
+    """A file that carries our patches without a record of it: the original is known only
+    when a backup left in the state folder patches into exactly this file."""
+    backup = state_dir(package_dir) / backup_path(plan.relative)
+    original = None
+    if inside(state_dir(package_dir), backup) and backup.is_file():
+        candidate = backup.read_bytes()
+        if apply_patches(plan.relative, candidate, wanted)[0] == plan.current:
+            original = candidate
+    plan.state = UNRECORDED
+    plan.original = plan.current if original is None else original
+    plan.problem = "it carries theano-det's patches, but the manifest that records them is gone; " + (
+        f"its original is in {backup}" if original is not None else "its original is not known")
+    return plan
+
+
 def adopt(plan: FilePlan, wanted: list) -> FilePlan:
     """--force: take the file as it is now for the original and patch whatever sites it has."""
+    if plan.state == MISSING:  # nothing there to patch
+        return plan
     desired, outcomes = apply_patches(plan.relative, plan.current, wanted)
     return FilePlan(plan.relative, plan.path, plan.state, plan.current, plan.current, desired, outcomes, plan.problem)
 
@@ -162,7 +195,8 @@ def apply_patches(relative: str, source: bytes, patches: list):
         # a released file's result comes from the table of known files, without parsing it again
         result = known_files.transform(patch.transform, source, patch.options_for(relative))
         outcomes.append(
-            PatchOutcome(patch.id, spec.expected_sites if spec else 0, result.sites, result.skipped, result.parser)
+            PatchOutcome(patch.id, spec.expected_sites if spec else 0, result.sites, result.skipped, result.parser,
+                         result.already_applied)
         )
         source = result.source
     return source, outcomes
@@ -177,7 +211,8 @@ def describe_mismatch(outcomes: list) -> str:
             text += " (edited by hand already, e.g. by the folk recipe?)"
         if outcome.skipped:
             text += f", and {len(outcome.skipped)} that cannot be changed"
-        if outcome.parser == anchored_text.PARSER:  # name the anchors that drifted
-            text += " (" + "; ".join(sorted({site.note for site in outcome.skipped})) + ")"
+        notes = {site.note for site in outcome.skipped if outcome.parser == anchored_text.PARSER or site.line == 0}
+        if notes:  # name the anchors that drifted, or why the file cannot be read
+            text += " (" + "; ".join(sorted(notes)) + ")"
         parts.append(text)
     return "; ".join(parts)

@@ -12,15 +12,18 @@ renames, so it still works on a full disk. Each file ends as it was or as planne
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import math
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from theano_det.errors import Refused
-from theano_det.fsutil import KEPT_SUFFIX, fsync_dir, real_path, stage
+from theano_det.fsutil import KEPT_SUFFIX, fsync_dir, make_folder, real_path, stage
 
-LOCK_NAME = "lock"
+LOCK_POLL_SECONDS = 0.05
 
 
 @dataclass
@@ -35,8 +38,13 @@ class Interrupted(KeyboardInterrupt):
 
 
 class Transaction:
-    def __init__(self):
+    """`allowed`: the folders (anything inside) and files (exactly) this transaction may
+    write or remove, symlinks followed; a planned write elsewhere refuses the whole of it.
+    None: anywhere (for callers that chose every path themselves)."""
+
+    def __init__(self, allowed: tuple | None = None):
         self.writes: list = []
+        self.allowed = None if allowed is None else tuple(real_path(Path(path)) for path in allowed)
 
     def write(self, path: Path, data: bytes, mode: int | None = None) -> None:
         self.writes.append(Write(Path(path), data, mode))
@@ -45,7 +53,17 @@ class Transaction:
         self.writes.append(Write(Path(path), None))
 
     def check_writable(self) -> None:
-        """Refuse before the first write when a target folder is read-only."""
+        """Refuse before the first write when a target lies outside what we may touch, or
+        its folder is read-only."""
+        for item in self.writes:
+            target = real_path(item.path)
+            if self.allowed is not None and not any(target == root or target.is_relative_to(root) for root in self.allowed):
+                raise Refused(
+                    f"refusing to write {item.path}: it leads to {target}, outside the Theano package "
+                    "and the chosen config file; nothing was changed",
+                    hint="a symlink in the installation or its .theano-det folder points elsewhere: "
+                    "look at it, remove it, and run again",
+                )
         for item in self.writes:
             folder = nearest_existing(real_path(item.path).parent)
             if not os.access(folder, os.W_OK | os.X_OK):  # also False on a read-only file system
@@ -56,12 +74,13 @@ class Transaction:
                 )
 
     def commit(self) -> None:
+        self.check_writable()
         staged, swapped = [], []  # (target, temporary or None); (target, kept link or None)
         with signals_raise():
             try:
                 for item in self.writes:
                     target = real_path(item.path)
-                    target.parent.mkdir(parents=True, exist_ok=True)
+                    make_folder(target.parent)
                     staged.append((target, None if item.data is None else stage(target, item.data, item.mode)))
                 for index, (target, temporary) in enumerate(staged):
                     kept = keep(target, index)
@@ -82,6 +101,8 @@ class Transaction:
                     if temporary is not None:
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(temporary)
+        # In order: the manifest is written last, so its kept copy goes last, and a run killed
+        # here leaves the previous manifest beside every other kept file (see leftovers).
         for target, kept in swapped:
             if kept is not None:
                 with contextlib.suppress(FileNotFoundError):
@@ -154,29 +175,34 @@ def signals_raise():
 
 
 @contextlib.contextmanager
-def locked(folder: Path, timeout: float):
-    """Hold the installation's lock: a second run waits up to `timeout` seconds, then refuses."""
-    import filelock  # here: commands that write nothing never need it
+def locked(package_dir: Path, timeout: float):
+    """Hold the installation's lock: a second run waits up to `timeout` seconds, then refuses.
 
+    The lock is an flock on the package folder itself: there is no lock file that a run
+    could remove while another waits on it, that would need write access to create,
+    or that root would leave behind owned by root."""
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"lock timeout {timeout!r} is not a number of seconds >= 0")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # permission denied, read-only file system
-        raise Refused(
-            f"cannot create {folder}: {error.strerror}; nothing was changed",
-            hint="run theano-det as the owner of the Theano installation (for a system-wide "
-            "Theano, with sudo), or work in a virtual environment",
-        ) from error
-    lock = filelock.FileLock(str(folder / LOCK_NAME), timeout=timeout)
-    try:
-        lock.acquire()
-    except filelock.Timeout as error:
-        raise Refused(
-            f"another theano-det run holds {folder / LOCK_NAME} (waited {timeout:g} s); nothing was changed",
-            hint="wait for it to finish and run again",
-        ) from error
+        fd = os.open(package_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError as error:
-        raise Refused(f"cannot lock {folder / LOCK_NAME}: {error.strerror}; nothing was changed") from error
+        raise Refused(f"cannot lock {package_dir}: {error.strerror}; nothing was changed") from error
     try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Refused(
+                        f"another theano-det run holds the lock on {package_dir} (waited {timeout:g} s); "
+                        "nothing was changed",
+                        hint="wait for it to finish and run again",
+                    ) from None
+                time.sleep(LOCK_POLL_SECONDS)
+            except OSError as error:
+                raise Refused(f"cannot lock {package_dir}: {error.strerror}; nothing was changed") from error
         yield
     finally:
-        lock.release()
+        os.close(fd)  # closing the only descriptor releases the lock

@@ -32,6 +32,15 @@ class Result:
     sites: list = field(default_factory=list)  # changed
     skipped: list = field(default_factory=list)  # found but left alone, with a note why
     parser: str = ""
+    # The source carries the marks of this transform's change and nothing left to change:
+    # it is already patched (how `status` knows a patched file whose manifest is gone).
+    already_applied: bool = False
+
+
+def unreadable(source: bytes, error: Exception) -> Result:
+    """The result for a source that cannot be read as text of its kind: unknown content."""
+    note = f"cannot be read: {error}"
+    return Result(source, [], [Site(0, 0, "", "", note)], "none")
 
 
 def sorted_sites(sites: list) -> list:

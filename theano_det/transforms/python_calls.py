@@ -19,31 +19,43 @@ import libcst as cst
 from libcst.helpers import get_full_name_for_node
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from theano_det.transforms import Result, Site, python_tokens, sorted_sites
+from theano_det.transforms import Result, Site, python_tokens, sorted_sites, unreadable
 
 
 def apply(source: bytes, options: dict) -> Result:
     suffix = options["suffix"]
     try:
+        python_tokens.source_text(source)
+    except (SyntaxError, UnicodeDecodeError, LookupError) as error:  # a bad byte or coding cookie
+        return unreadable(source, error)
+    try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError:
         return python_tokens.apply(source, options)
-    bindings = ModuleBindings()
+    bindings = ModuleBindings(suffix)
     module.visit(bindings)
     renamer = CallRenamer(suffix, bindings.names, bindings.attributes)
     # The module was parsed here and is used once: no need for the wrapper's defensive deep copy.
     new_module = MetadataWrapper(module, unsafe_skip_copy=True).visit(renamer)
-    return Result(new_module.bytes, sorted_sites(renamer.sites), sorted_sites(renamer.skipped), "libcst")
+    applied = bindings.suffixed and not renamer.sites and not renamer.skipped
+    return Result(new_module.bytes, sorted_sites(renamer.sites), sorted_sites(renamer.skipped), "libcst",
+                  already_applied=applied)
 
 
 class ModuleBindings(cst.CSTVisitor):
-    """Names bound at module level, and every attribute name used anywhere."""
+    """Names bound at module level, every attribute name used anywhere, and whether a
+    name with the suffix occurs at all (the patched file still imports and registers it)."""
 
-    def __init__(self):
+    def __init__(self, suffix: str):
         super().__init__()
+        self.suffix = suffix
         self.names: set = set()
         self.attributes: set = set()
+        self.suffixed = False
         self.depth = 0  # > 0 inside a def or class body
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.suffixed = self.suffixed or (node.value.endswith(self.suffix) and node.value != self.suffix)
 
     def bind(self, name: str) -> None:
         if self.depth == 0:

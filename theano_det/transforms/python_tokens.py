@@ -16,7 +16,7 @@ import re
 import tokenize
 from dataclasses import dataclass
 
-from theano_det.transforms import Result, Site, sorted_sites
+from theano_det.transforms import Result, Site, sorted_sites, unreadable
 
 TOKEN = re.compile(
     r"""
@@ -176,10 +176,19 @@ def attribute_names(tokens: list) -> set:
     return names
 
 
+def source_text(source: bytes) -> tuple:
+    """(text, encoding) of a Python source as Python decodes it: its coding cookie, else
+    UTF-8. SyntaxError or UnicodeDecodeError when Python could not read it either."""
+    encoding, _ = tokenize.detect_encoding(io.BytesIO(source).readline)
+    return source.decode(encoding), encoding
+
+
 def apply(source: bytes, options: dict) -> Result:
     suffix = options["suffix"]
-    encoding, _ = tokenize.detect_encoding(io.BytesIO(source).readline)
-    text = source.decode(encoding)
+    try:
+        text, encoding = source_text(source)
+    except (SyntaxError, UnicodeDecodeError, LookupError) as error:
+        return unreadable(source, error)
     tokens = scan(text)
     names, attributes = module_bindings(tokens), attribute_names(tokens)
     sites, skipped, pieces, last = [], [], [], 0
@@ -203,4 +212,6 @@ def apply(source: bytes, options: dict) -> Result:
         pieces += [text[last : token.offset], new]
         last = token.offset + len(token.text)
     pieces.append(text[last:])
-    return Result("".join(pieces).encode(encoding), sorted_sites(sites), sorted_sites(skipped), "tokens")
+    suffixed = any(token.kind == "name" and token.text.endswith(suffix) and token.text != suffix for token in tokens)
+    return Result("".join(pieces).encode(encoding), sorted_sites(sites), sorted_sites(skipped), "tokens",
+                  already_applied=suffixed and not sites and not skipped)
