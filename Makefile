@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The demo keeps its Theano config beside the environment instead of editing ~/.theanorc.
 DEMO_THEANORC := $(CURDIR)/$(VENV)/theanorc
 
-.PHONY: test demo venv clean image
+.PHONY: test demo venv clean image image-test
 
 venv: $(STAMP)
 
@@ -31,3 +31,8 @@ clean:
 IMAGE ?= theano-det
 image:
 	docker build -f docker/Dockerfile -t $(IMAGE) .
+
+# Build docker/Dockerfile with buildah (no Docker engine; installs buildah and debootstrap
+# when missing; needs root) and run the image as Docker and Apptainer do (docs/docker.md).
+image-test:
+	docker/image-test.sh

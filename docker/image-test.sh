@@ -8,7 +8,8 @@
 # buildah (Debian's package; vfs storage, chroot isolation) builds the image from
 # debian:bookworm-slim when a registry gives it, else from a bookworm made with
 # debootstrap. Needs root (chroot, mounts) and network access to Debian and PyPI.
-# THEANO_DET_BUILD_CA=FILE / THEANO_DET_BUILD_PIP_CONF=FILE reach the build as secrets.
+# THEANO_DET_BUILD_CA=FILE (default: the host's CA bundle) and THEANO_DET_BUILD_PIP_CONF=FILE
+# reach the build as secrets.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,6 +69,10 @@ base_image() {
 
 build() {
   local secrets=()
+  # The host's CA bundle holds what its own network needs (a TLS-intercepting proxy's CA)
+  # as well as the public ones: the build trusts the same.
+  local host_bundle=/etc/ssl/certs/ca-certificates.crt
+  if [ -z "${THEANO_DET_BUILD_CA:-}" ] && [ -f "$host_bundle" ]; then THEANO_DET_BUILD_CA=$host_bundle; fi
   [ -z "${THEANO_DET_BUILD_CA:-}" ] || secrets+=(--secret "id=ca.pem,src=$THEANO_DET_BUILD_CA")
   [ -z "${THEANO_DET_BUILD_PIP_CONF:-}" ] || secrets+=(--secret "id=pip.conf,src=$THEANO_DET_BUILD_PIP_CONF")
   local start=$SECONDS

@@ -458,6 +458,42 @@ def test_entrypoint_gives_a_user_without_a_writable_home_a_temporary_one(runtime
     assert home != "/nonexistent/home" and writable == "True"
 
 
+@pytest.mark.slow
+def test_entrypoint_says_where_the_compile_cache_goes_when_cache_is_not_writable(runtime, tmp_path):
+    """Apptainer: a read-only image, so no /cache; Theano's ~/.theano in the user's home."""
+    show = "import os; print(os.environ['THEANO_FLAGS'])"
+    entrypoint = runtime.prefix / "bin" / "theano-det-entrypoint"
+    result = runtime.run(entrypoint, "python", "-c", show, env=runtime.env(HOME=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    if os.access("/cache", os.W_OK):  # a machine with a writable /cache, like the image under Docker
+        assert result.stdout.startswith("base_compiledir=/cache/theano,") and "compile cache" not in result.stderr
+    else:
+        assert f"/cache is not writable here: Theano's compile cache is {tmp_path}/.theano" in result.stderr
+        assert "base_compiledir" not in result.stdout
+    chosen = runtime.run(entrypoint, "python", "-c", show,
+                         env=runtime.env(HOME=str(tmp_path), THEANO_FLAGS="floatX=float32,base_compiledir=/x"))
+    assert chosen.returncode == 0, chosen.stderr
+    assert "compile cache" not in chosen.stderr and chosen.stdout.startswith("floatX=float32,base_compiledir=/x,")
+
+
+@pytest.mark.slow
+def test_runtime_holds_the_locked_versions_installed_as_wheels(runtime):
+    """Every package of the lock file at its pinned version, none installed by setup.py install."""
+    lock = pinned(LOCK)
+    result = runtime.python(
+        "import json; from importlib import metadata\n"
+        "print(json.dumps({d.metadata['Name'].lower(): [d.version, (d.read_text('INSTALLER') or '').strip(),"
+        " d.read_text('WHEEL') is not None] for d in metadata.distributions()"
+        " if '/venv/' in str(d._path)}))\n")
+    assert result.returncode == 0, result.stderr
+    installed = json.loads(result.stdout)
+    for name, (version, _) in lock.items():
+        assert installed[name][0] == version, name
+    for name, (_, installer, from_wheel) in installed.items():
+        if name in lock or name == "theano-det":
+            assert installer == "pip" and from_wheel, f"{name} was not installed from a wheel"
+
+
 # --- theano-det verify in the runtime -----------------------------------------------------
 
 
