@@ -108,12 +108,13 @@ def test_machines_that_cannot_be_compared_are_listed_with_the_reason(real, tmp_p
                ((entry["machines"], entry["with"], entry["reasons"]) for entry in result["not_comparable"])}
     name = {path.stem: str(path) for path in paths}
     assert reasons[name["cpu"], name["f32"]] == ["different settings: floatX float64 vs float32"]
-    assert reasons[name["cpu"], name["h200"]][0] == "different device (CPU vs GPU sm_90)"
-    assert "different GPU architecture (sm_90 vs sm_80)" in reasons[name["h200"], name["a100"]]
+    assert reasons[name["cpu"], name["h200"]] == ["different device (CPU vs GPU NVIDIA H200 (sm_90))"]
+    assert reasons[name["h200"], name["a100"]] == [
+        "different GPU architecture (NVIDIA H200 (sm_90) vs NVIDIA A100 (sm_80))"]
     assert reasons[name["h200"], name["cudnn8"]] == ["different cuDNN (9.1.0 vs 8.9.7)"]
     assert reasons[name["h200"], name["nocudnn"]] == ["cuDNN on one machine, not the other"]
     assert reasons[name["cpu"], name["theano09"]] == ["different Theano (1.0.5 vs 0.9.0)"]
-    assert reasons[name["h200"], name["theano09"]] == ["different device (GPU sm_90 vs CPU)",
+    assert reasons[name["h200"], name["theano09"]] == ["different device (GPU NVIDIA H200 (sm_90) vs CPU)",
                                                        "different Theano (1.0.5 vs 0.9.0)"]
     assert "cannot be compared:" in done.stderr and "alone: no other machine has this setup" in done.stderr
 
@@ -128,6 +129,14 @@ def test_a_second_run_in_another_device_name_is_still_comparable(real):
     first, second = on_gpu(real["a"]), on_gpu(real["b"])
     first["environment"]["settings"]["device"], second["environment"]["settings"]["device"] = "cuda0", "cuda1"
     assert comparison.differences(first, second) == []
+
+
+def test_two_gpu_models_of_one_architecture_are_not_compared(real):
+    """H100 and H200 are both sm_90, but cuBLAS may choose other kernels for other SM counts."""
+    assert comparison.differences(on_gpu(real["a"], "NVIDIA H100"), on_gpu(real["a"])) == [
+        "different GPU model (NVIDIA H100 (sm_90) vs NVIDIA H200 (sm_90))"]
+    without_architecture = on_gpu(real["a"], architecture=None)  # a document of an older theano-det
+    assert comparison.describe(without_architecture).startswith("NVIDIA H200, CUDA 12.4")
 
 
 def test_checks_on_other_inputs_or_not_run_are_notes_not_disagreements(real, tmp_path):
@@ -173,6 +182,7 @@ def test_verify_compare_uses_the_same_rules(real):
     assert comparison.compare(real["a"], real["b"]).reproduces
     assert not comparison.compare(real["a"], other).reproduces
     elsewhere = comparison.compare(real["a"], on_gpu(other))
-    assert not elsewhere.reproduces and elsewhere.not_comparable == ["different device (CPU vs GPU sm_90)"]
+    reason = "different device (CPU vs GPU NVIDIA H200 (sm_90))"
+    assert not elsewhere.reproduces and elsewhere.not_comparable == [reason]
     assert comparison.comparison_lines(elsewhere, "x.json")[0] == (
-        "compared with x.json: the machines cannot be compared: different device (CPU vs GPU sm_90)")
+        f"compared with x.json: the machines cannot be compared: {reason}")

@@ -390,7 +390,7 @@ def verify_command(python, repeat, as_json, require_gpu, save, compare_with, che
 def compare_command(documents, as_json):
     """Say which machines reproduce each other bit for bit, from their `verify --save` files.
 
-    Machines are compared only with machines of the same setup (GPU architecture,
+    Machines are compared only with machines of the same setup (GPU model,
     cuDNN, CUDA runtime, Theano, settings); the others are listed with the reason.
     Exit 0 when all comparable machines agree, 1 when some disagree, 3 when a file
     cannot be read or is not a verify document.

@@ -2,7 +2,7 @@
 
 One place for the rules both `verify --compare FILE` and `theano-det compare A B ...`
 use: two machines are comparable only when what decides the bits is the same
-(device and GPU architecture, cuDNN, CUDA runtime, Theano, the settings); then a
+(the device: CPU, or which GPU; cuDNN, CUDA runtime, Theano, the settings); then a
 check reproduces when both ran it on the same inputs in the same dtype and wrote
 the same sha256. It prints nothing: the CLI does.
 """
@@ -60,10 +60,16 @@ def setup(document: dict) -> dict:
 
 
 def _device(document: dict, env: dict) -> str:
+    """CPU, or the GPU's model: two models of one architecture (H100, H200) have other SM
+    counts, for which cuBLAS may pick other kernels, so the model decides."""
     if not document.get("gpu"):
         return "CPU"
     architecture = env.get("gpu_architecture")
-    return f"GPU {architecture}" if architecture else f"GPU {document['gpu']}"
+    return f"GPU {document['gpu']}" + (f" ({architecture})" if architecture else "")
+
+
+def _architecture(device: str) -> str | None:
+    return device[device.rindex("(") + 1:-1] if device.endswith(")") else None
 
 
 def differences(first: dict, second: dict) -> list:
@@ -83,9 +89,12 @@ def differences(first: dict, second: dict) -> list:
             reasons.append("cuDNN on one machine, not the other")
         elif aspect == "device" and "CPU" in (mine[aspect], theirs[aspect]):
             reasons.append(f"different device ({mine[aspect]} vs {theirs[aspect]})")
-        else:
-            label = "GPU architecture" if aspect == "device" else aspect
+        elif aspect == "device":
+            first_architecture, second_architecture = _architecture(mine[aspect]), _architecture(theirs[aspect])
+            label = "GPU model" if first_architecture == second_architecture else "GPU architecture"
             reasons.append(f"different {label} ({_short(mine[aspect])} vs {_short(theirs[aspect])})")
+        else:
+            reasons.append(f"different {aspect} ({mine[aspect]} vs {theirs[aspect]})")
     return reasons
 
 
@@ -256,8 +265,7 @@ def describe(document: dict) -> str:
     """One line: the setup a document was made on."""
     values = setup(document)
     gpu = document.get("gpu")
-    device = values["device"] if not gpu or gpu in values["device"] else f"{gpu} ({_short(values['device'])})"
-    parts = [device]
+    parts = [_short(values["device"])]
     if gpu:
         parts += [f"CUDA {values['CUDA runtime']}", f"cuDNN {values['cuDNN']}"]
     parts += [f"Theano {values['Theano']} ({values['Theano backend']} backend)", f"status {document.get('status')}"]
