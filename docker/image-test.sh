@@ -198,7 +198,11 @@ check() {
   seeded_twice "docker: seeded run" docker "$ENTRYPOINT"
 
   say "as Apptainer runs it: uid $OTHER_UID, a read-only root, the home bind-mounted"
-  expect 1 "apptainer: the root is read-only" apptainer sh -c 'touch /opt/theano-det/x || exit 1'
+  # /cache is writable by everyone (1777): only a read-only root refuses this
+  expect 1 "apptainer: the root is read-only" apptainer sh -c 'touch /cache/x || exit 1'
+  contains "apptainer: the write was refused as read-only" "Read-only file system"
+  # shellcheck disable=SC2016  # expanded in the image
+  expect 0 "apptainer: the home and /tmp are writable" apptainer sh -c 'touch "$HOME/x" /tmp/x'
   expect 4 "apptainer run: the default command without a GPU" apptainer "$ENTRYPOINT" theano-det verify --require-gpu
   contains "apptainer run: the hint names apptainer run --nv" "apptainer run --nv"
   contains "apptainer run: says where the compile cache is" "Theano's compile cache is /home/user/.theano"

@@ -64,7 +64,7 @@ def test_hadolint_finds_the_faults_of_a_bad_dockerfile(tmp_path):
 
 
 def test_shell_scripts_pass_shellcheck():
-    result = run(tool("shellcheck"), INSTALL, DOCKER / "entrypoint.sh")
+    result = run(tool("shellcheck"), INSTALL, DOCKER / "entrypoint.sh", DOCKER / "image-test.sh")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
