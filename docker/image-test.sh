@@ -76,7 +76,13 @@ build() {
   [ -z "${THEANO_DET_BUILD_CA:-}" ] || secrets+=(--secret "id=ca.pem,src=$THEANO_DET_BUILD_CA")
   [ -z "${THEANO_DET_BUILD_PIP_CONF:-}" ] || secrets+=(--secret "id=pip.conf,src=$THEANO_DET_BUILD_PIP_CONF")
   local start=$SECONDS
-  "${BUILDAH[@]}" bud --isolation chroot --pull=never --layers --format docker \
+  # One commit at the end (--layers=false, buildah's default): with vfs storage every
+  # layer is a full copy of the image, 2.7 GB each. The CUDA wheels stay in buildah's
+  # cache mount between builds, and the previous image is removed first.
+  "${BUILDAH[@]}" rm --all >/dev/null 2>&1 || true  # working containers of an interrupted run
+  "${BUILDAH[@]}" rmi --force "$IMAGE" >/dev/null 2>&1 || true
+  "${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true
+  "${BUILDAH[@]}" bud --isolation chroot --pull=never --layers=false --format docker \
     --build-arg "BASE_IMAGE=$BASE" "${secrets[@]}" -f "$ROOT/docker/Dockerfile" -t "$IMAGE" "$ROOT" \
     >"$STATE/build.log" 2>&1 || { tail -40 "$STATE/build.log" >&2; die "the build failed (log: $STATE/build.log)"; }
   say "built $IMAGE in $((SECONDS - start)) s (log: $STATE/build.log)"
