@@ -4,7 +4,7 @@
 # Theano 1.0.5, theano-det), CUDA 12 libraries from PyPI wheels laid out the way
 # libgpuarray and Theano look for them, a Theano config file, and theano-det's patch.
 # docker/Dockerfile runs it as root with --debs apt; the tests run it without Docker
-# into a temporary prefix with --debs extract. See README.md, "Docker image".
+# into a temporary prefix with --debs extract. See docs/docker.md.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
