@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The demo keeps its Theano config beside the environment instead of editing ~/.theanorc.
 DEMO_THEANORC := $(CURDIR)/$(VENV)/theanorc
 
-.PHONY: test test-cuda-wheels demo venv clean image gpu-check
+.PHONY: test test-cuda-wheels demo venv clean image image-test gpu-check
 
 venv: $(STAMP)
 
@@ -45,3 +45,8 @@ image:
 # Report in $GPU_REPORT_DIR (default build/gpu-report). Without a GPU: a dry run, exit 4.
 gpu-check:
 	$(PYTHON) tools/gpu_check.py
+
+# Build docker/Dockerfile with buildah (no Docker engine; installs buildah and debootstrap
+# when missing; needs root) and run the image as Docker and Apptainer do (docs/docker.md).
+image-test:
+	docker/image-test.sh

@@ -20,9 +20,27 @@ fi
 
 # Run with `docker run --user UID:GID` (a project owned by another uid), the user may
 # have no writable home; Python tools that keep files in ~ then get a fresh one.
+home_note=
 if [ ! -w "${HOME:-/nonexistent}" ]; then
   HOME=$(mktemp -d)
   export HOME
+  home_note=", in a temporary home, lost at exit"
 fi
+
+# Theano's compile cache: /cache when it is writable (Docker; a volume there keeps compiled
+# ops between containers), else Theano's own ~/.theano (Apptainer runs the image
+# read-only with the user's home), unless THEANO_FLAGS names one already.
+case ",${THEANO_FLAGS-}," in
+  *,base_compiledir=*) ;;
+  *)
+    if [ -d /cache ] && [ -w /cache ]; then
+      THEANO_FLAGS="base_compiledir=/cache/theano${THEANO_FLAGS:+,$THEANO_FLAGS}"
+      export THEANO_FLAGS
+    else
+      echo "theano-det: /cache is not writable here: Theano's compile cache is $HOME/.theano$home_note" \
+        "(THEANO_FLAGS=base_compiledir=DIR puts it elsewhere)" >&2
+    fi
+    ;;
+esac
 
 exec theano-det run --seed "$seed" -- "$@"

@@ -4,15 +4,17 @@
 # Theano 1.0.5, theano-det), CUDA 12 libraries from PyPI wheels laid out the way
 # libgpuarray and Theano look for them, a Theano config file, and theano-det's patch.
 # docker/Dockerfile runs it as root with --debs apt; the tests run it without Docker
-# into a temporary prefix with --debs extract. See README.md, "Docker image".
+# into a temporary prefix with --debs extract. See docs/docker.md.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ALL_STEPS=(debs venv cuda theano-det config patch gate check)
+ALL_STEPS=(debs venv cuda theano-det config patch gate check entrypoint)
 DEBIAN_PACKAGES=(python3-pygpu libgpuarray3 libgpuarray-dev)
 # Unversioned names that something opens or links by name: libgpuarray dlopen()s
 # libnvrtc.so and libcublas.so, Theano's dnn ops link with -lcudnn.
 LINK_NAMES=(libnvrtc libcublas libcublasLt libcudnn libcudart)
+# Files of the CUDA wheels (under site-packages/nvidia) that nothing loads (step_cuda).
+UNUSED_CUDA_FILES=(cuda_nvcc/bin cuda_nvcc/nvvm 'cuda_nvrtc/lib/*.alt.*' '*/lib/*.a' 'cudnn/lib/libcudnn_adv.so.*')
 
 usage() {
   cat <<EOF
@@ -20,13 +22,15 @@ usage: docker/install.sh [OPTIONS] [STEP...]
 
 Steps (default: all, in this order): ${ALL_STEPS[*]}
   debs        Debian's ${DEBIAN_PACKAGES[*]} (and, with --debs apt, g++ and python3-dev)
-  venv        PREFIX/venv with system site-packages; docker/requirements-stack.txt
-  cuda        docker/requirements-cuda.txt; PREFIX/cuda/{include,lib64} with unversioned names
-  theano-det  pip install SOURCE
-  config      PREFIX/theanorc, PREFIX/env.sh, PREFIX/bin/theano-det-entrypoint
+  venv        PREFIX/venv with system site-packages; docker/requirements-lock.txt, as wheels
+  cuda        docker/requirements-cuda.txt; PREFIX/cuda/{include,lib64} with unversioned names,
+              without the files neither libgpuarray nor Theano loads
+  theano-det  SOURCE's wheel (its dependencies are in the lock file); pip check
+  config      PREFIX/theanorc, PREFIX/env.sh
   patch       theano-det patch (THEANORC=PREFIX/theanorc)
   gate        theano-det status: fails unless everything is applied
   check       import pygpu, load the CUDA libraries; write PREFIX/versions.txt
+  entrypoint  PREFIX/bin/theano-det-entrypoint (the image's last layer)
 
 Options:
   --prefix DIR         where everything goes (default /opt/theano-det)
@@ -36,10 +40,14 @@ Options:
   --python PATH        Debian's Python 3.11, the one python3-pygpu is built for
                        (default /usr/bin/python3)
   --source DIR         theano-det's source tree (default: this script's parent folder)
-  --compile-cache DIR  Theano's base_compiledir in PREFIX/theanorc (default PREFIX/compile-cache)
+  --compile-cache DIR  Theano's base_compiledir in PREFIX/theanorc (default: none there, so
+                       Theano's own ~/.theano; the image's entry point uses /cache when writable)
   --no-cuda            skip the cuda step (1.4 GB of wheels)
   --cuda-wheels DIR    keep the CUDA wheels in DIR and install them from there (a folder
                        kept between runs: the tests' cache, a BuildKit cache mount)
+  --build-secrets DIR  use DIR/pip.conf (pip's configuration: index, proxy) and DIR/ca.pem
+                       (a CA bundle for pip and apt, for a TLS-intercepting proxy) where they
+                       exist; the Dockerfile passes BuildKit's secrets, never kept in the image
   --print-env          print the environment the prefix needs, as NAME=VALUE lines, and exit
   -h, --help           this text
 EOF
@@ -56,6 +64,7 @@ COMPILE_CACHE=
 CUDA=1
 CUDA_WHEELS=
 PRINT_ENV=
+BUILD_SECRETS=
 STEPS=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -66,6 +75,7 @@ while [ $# -gt 0 ]; do
     --compile-cache) COMPILE_CACHE=${2:?--compile-cache needs a folder}; shift 2 ;;
     --no-cuda) CUDA=; shift ;;
     --cuda-wheels) CUDA_WHEELS=${2:?--cuda-wheels needs a folder}; shift 2 ;;
+    --build-secrets) BUILD_SECRETS=${2:?--build-secrets needs a folder}; shift 2 ;;
     --print-env) PRINT_ENV=1; shift ;;
     -h|--help) usage; exit 0 ;;
     -*) usage >&2; echo >&2; die "unknown option $1" ;;
@@ -78,8 +88,7 @@ case $PREFIX in /*) ;; *) PREFIX=$(pwd)/$PREFIX ;; esac
 for step in "${STEPS[@]}"; do
   case " ${ALL_STEPS[*]} " in *" $step "*) ;; *) die "unknown step '$step' (steps: ${ALL_STEPS[*]})" ;; esac
 done
-COMPILE_CACHE=${COMPILE_CACHE:-$PREFIX/compile-cache}
-case $COMPILE_CACHE in /*) ;; *) COMPILE_CACHE=$(pwd)/$COMPILE_CACHE ;; esac
+case $COMPILE_CACHE in /* | '') ;; *) COMPILE_CACHE=$(pwd)/$COMPILE_CACHE ;; esac
 VENV=$PREFIX/venv
 DEBROOT=$PREFIX/debian
 CUDA_DIR=$PREFIX/cuda
@@ -102,6 +111,21 @@ print_env() {
 
 if [ -n "$PRINT_ENV" ]; then print_env; exit 0; fi
 
+# A network that intercepts TLS or needs its own index: the build's secrets, read in
+# place (BuildKit mounts them for one RUN only), never copied into the prefix.
+APT_OPTIONS=()
+if [ -n "$BUILD_SECRETS" ]; then
+  if [ -f "$BUILD_SECRETS/pip.conf" ]; then
+    say "pip configuration: $BUILD_SECRETS/pip.conf"
+    export PIP_CONFIG_FILE=$BUILD_SECRETS/pip.conf
+  fi
+  if [ -f "$BUILD_SECRETS/ca.pem" ]; then
+    say "CA bundle for pip and apt: $BUILD_SECRETS/ca.pem"
+    export PIP_CERT=$BUILD_SECRETS/ca.pem
+    APT_OPTIONS=(-o "Acquire::https::CAInfo=$BUILD_SECRETS/ca.pem")
+  fi
+fi
+
 use_prefix_env() {
   local line
   while IFS= read -r line; do eval "export ${line%%=*}=\"${line#*=}\""; done < <(print_env)
@@ -118,10 +142,14 @@ step_debs() {
     [ "$(id -u)" = 0 ] || die "--debs apt runs apt-get install and needs root; use --debs extract"
     say "apt-get install ${DEBIAN_PACKAGES[*]} g++ python3-dev python3-venv"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update
-    apt-get install -y --no-install-recommends ca-certificates g++ python3 python3-dev python3-venv \
-      "${DEBIAN_PACKAGES[@]}"
-    rm -rf /var/lib/apt/lists/*
+    apt-get "${APT_OPTIONS[@]}" update
+    apt-get "${APT_OPTIONS[@]}" install -y --no-install-recommends ca-certificates g++ python3 \
+      python3-dev python3-venv "${DEBIAN_PACKAGES[@]}"
+    # no package lists, downloaded .deb files or logs in the image (a debootstrapped
+    # base, unlike Docker Hub's, has no rule that deletes them)
+    apt-get clean
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/log/apt/* \
+      /var/log/dpkg.log
     return
   fi
   # extract: the compiler and Python headers must already be there (a Debian machine
@@ -161,13 +189,28 @@ step_venv() {
     || die "$PYTHON -m venv failed (Debian: apt-get install python3-venv)"
   local site
   site=$(site_packages)
-  local requirements=("$HERE/requirements-stack.txt")
+  local requirements=("$HERE/requirements-lock.txt")
   if [ "$DEBS" = extract ]; then
     echo "$DEBROOT/usr/lib/python3/dist-packages" > "$site/theano-det-debian.pth"
     requirements+=("$HERE/requirements-extract.txt")
   fi
-  say "numpy, scipy, six, Theano (docker/requirements-stack.txt)"
-  pip_install --require-hashes --no-deps "${requirements[@]/#/--requirement=}"
+  say "numpy, scipy, Theano, theano-det's dependencies (docker/requirements-lock.txt), as wheels"
+  local wheels
+  wheels=$(mktemp -d)
+  # Everything hash-checked first; Theano is a source archive: its wheel is built here
+  # (with the pinned wheel package, no build isolation: nothing unpinned is fetched).
+  "$VENV/bin/python" -m pip download --disable-pip-version-check --no-input --progress-bar off \
+    --require-hashes --no-deps --dest "$wheels" "${requirements[@]/#/--requirement=}"
+  pip_install --no-index --no-deps "$wheels"/wheel-*.whl
+  local archive
+  for archive in "$wheels"/*.tar.gz; do
+    [ -e "$archive" ] || continue
+    "$VENV/bin/python" -m pip wheel --disable-pip-version-check --no-input --progress-bar off \
+      --no-index --no-deps --no-build-isolation --wheel-dir "$wheels" "$archive"
+    rm "$archive"
+  done
+  pip_install --no-index --no-deps "$wheels"/*.whl
+  rm -rf "$wheels"
 }
 
 step_cuda() {
@@ -187,6 +230,18 @@ step_cuda() {
   # dnn.include_path and dnn.library_path point here, and LD_LIBRARY_PATH names lib64.
   local nvidia
   nvidia=$(site_packages)/nvidia
+  # What neither libgpuarray (it dlopen()s libcuda, libnvrtc, libcublas; libnccl and
+  # OpenCL are optional) nor Theano (-lcudnn, headers) loads: nvcc's compiler, whose
+  # headers alone Theano's cuDNN ops include; NVRTC's second (.alt) build; static
+  # libraries; cuDNN's RNN and attention library (Theano's GpuDnnRNNOp needs it).
+  # libnvrtc loads libnvrtc-builtins; libcudnn loads its graph, ops, cnn, heuristic
+  # and engine libraries for a convolution: those stay.
+  say "cuda: removing what is never loaded (${UNUSED_CUDA_FILES[*]})"
+  local unused
+  for unused in "${UNUSED_CUDA_FILES[@]}"; do
+    # shellcheck disable=SC2086  # the patterns are globs
+    rm -rf "${nvidia:?}"/$unused
+  done
   rm -rf "$CUDA_DIR"
   mkdir -p "$CUDA_DIR/include" "$CUDA_DIR/lib64"
   local entry name
@@ -209,8 +264,44 @@ step_cuda() {
 }
 
 step_theano_det() {
-  say "theano-det from $SOURCE"
-  pip_install "$SOURCE"
+  say "theano-det from $SOURCE, as a wheel"
+  local wheels
+  wheels=$(mktemp -d)
+  # built from a copy: a build in SOURCE would leave build/ and *.egg-info there
+  cp -r "$SOURCE/setup.py" "$SOURCE/setup.cfg" "$SOURCE/README.md" "$SOURCE/theano_det" "$SOURCE/patches" "$wheels/"
+  mkdir "$wheels/dist"
+  "$VENV/bin/python" -m pip wheel --disable-pip-version-check --no-input --progress-bar off \
+    --no-index --no-deps --no-build-isolation --wheel-dir "$wheels/dist" "$wheels" >/dev/null
+  pip_install --no-index --no-deps "$wheels"/dist/theano_det-*.whl
+  rm -rf "$wheels"
+  # its dependencies came from the lock file (--no-deps): fail when one is missing or
+  # of a version it does not accept (pip check would also judge Debian's own packages)
+  "$VENV/bin/python" - <<'PYEOF' || die "docker/requirements-lock.txt lacks what theano-det needs (above)"
+"""Every requirement of theano-det, and of those, recursively, is installed and accepted."""
+import sys
+from importlib import metadata
+from packaging.requirements import Requirement
+
+todo, seen, problems = ["theano-det"], set(), []
+while todo:
+    for text in metadata.requires(todo.pop()) or []:
+        requirement = Requirement(text)
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        try:
+            version = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            problems.append("%s is not installed" % text)
+            continue
+        if not requirement.specifier.contains(version, prereleases=True):
+            problems.append("%s: %s %s is installed" % (text, requirement.name, version))
+        if requirement.name.lower() not in seen:
+            seen.add(requirement.name.lower())
+            todo.append(requirement.name)
+for problem in problems:
+    print("install.sh: " + problem, file=sys.stderr)
+sys.exit(1 if problems else 0)
+PYEOF
 }
 
 step_config() {
@@ -219,7 +310,6 @@ step_config() {
     echo "# The environment of theano-det's runtime in $PREFIX (written by docker/install.sh)."
     print_env | sed 's/^\([A-Z_]*\)=\(.*\)$/export \1="\2"/'
   } > "$PREFIX/env.sh"
-  install -m 755 "$HERE/entrypoint.sh" "$PREFIX/bin/theano-det-entrypoint"
   if [ -e "$THEANORC_FILE" ]; then
     # theano-det patch records what it writes here; rewriting it would lose that
     say "config: $THEANORC_FILE exists, left as it is"
@@ -234,8 +324,7 @@ step_config() {
 [global]
 device = cuda
 floatX = float32
-# Theano's compile cache: mount a volume here to keep compiled ops between containers
-base_compiledir = $COMPILE_CACHE
+$(compile_cache_setting)
 
 [blas]
 # numpy 1.23's wheels have no blas_opt_info, which Theano would ask for; empty means
@@ -254,6 +343,24 @@ enabled = False
 include_path = $CUDA_DIR/include
 library_path = $CUDA_DIR/lib64
 EOF
+}
+
+# Without --compile-cache, Theano's own default (~/.theano) stays: it works read-only
+# and as any uid wherever HOME is writable (Apptainer binds the user's home); the
+# image's entry point chooses /cache when a volume is mounted there.
+compile_cache_setting() {
+  if [ -n "$COMPILE_CACHE" ]; then
+    echo "# Theano's compile cache (install.sh --compile-cache)"
+    echo "base_compiledir = $COMPILE_CACHE"
+  else
+    echo "# Theano's compile cache: its default, ~/.theano; THEANO_FLAGS=base_compiledir=DIR moves it"
+  fi
+}
+
+step_entrypoint() {
+  mkdir -p "$PREFIX/bin"
+  install -m 755 "$HERE/entrypoint.sh" "$PREFIX/bin/theano-det-entrypoint"
+  say "entry point: $PREFIX/bin/theano-det-entrypoint"
 }
 
 theano_det() {

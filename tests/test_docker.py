@@ -64,7 +64,7 @@ def test_hadolint_finds_the_faults_of_a_bad_dockerfile(tmp_path):
 
 
 def test_shell_scripts_pass_shellcheck():
-    result = run(tool("shellcheck"), INSTALL, DOCKER / "entrypoint.sh")
+    result = run(tool("shellcheck"), INSTALL, DOCKER / "entrypoint.sh", DOCKER / "image-test.sh")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -85,7 +85,7 @@ def dockerfile_env() -> dict[str, str]:
 
 def install_runs_in_dockerfile() -> list[list[str]]:
     runs = [arguments.split() for arguments in dockerfile_instructions("RUN") if "install.sh" in arguments]
-    assert len(runs) == 2, runs
+    assert len(runs) == 3, runs
     return runs
 
 
@@ -105,7 +105,8 @@ def install_sh_arguments(words: list[str]) -> tuple[dict[str, str], list[str]]:
     return options, steps
 
 
-OPTIONS_WITH_VALUES = {"--prefix", "--debs", "--python", "--source", "--compile-cache", "--cuda-wheels"}
+OPTIONS_WITH_VALUES = {"--prefix", "--debs", "--python", "--source", "--compile-cache", "--cuda-wheels",
+                       "--build-secrets"}
 
 
 def test_dockerfile_runs_every_step_of_install_sh_with_one_prefix():
@@ -116,7 +117,8 @@ def test_dockerfile_runs_every_step_of_install_sh_with_one_prefix():
         all_steps += steps
     assert {options["--prefix"] for options in all_options} == {IMAGE_PREFIX}
     assert {options["--debs"] for options in all_options} == {"apt"}
-    assert {options["--compile-cache"] for options in all_options} == {"/cache/theano"}
+    # no compile cache in the image's config: Theano's ~/.theano, or /cache (entry point)
+    assert all("--compile-cache" not in options for options in all_options)
     usage = run("bash", INSTALL, "--help").stdout
     assert all_steps == re.search(r"Steps \(default: all, in this order\): (.*)", usage).group(1).split()
 
@@ -142,6 +144,103 @@ def test_dockerfile_runs_as_a_user_in_work_through_the_entrypoint():
     assert dockerfile_instructions("ENTRYPOINT") == [f'["{IMAGE_PREFIX}/bin/theano-det-entrypoint"]']
     assert dockerfile_instructions("CMD") == ['["theano-det", "verify", "--require-gpu"]']
     assert dockerfile_env()["THEANO_DET_SEED"] == "0"
+
+
+def test_the_entrypoint_is_the_last_layer():
+    """Editing entrypoint.sh rebuilds only the last layer, not the 2 GB below it."""
+    text = (DOCKER / "Dockerfile").read_text()
+    last_copy = text.rindex("\nCOPY ")
+    assert "entrypoint.sh" not in text[:last_copy]
+    assert "entrypoint.sh" in text[last_copy:text.index("\n", last_copy + 1)]
+    *_, last = install_runs_in_dockerfile()
+    assert install_sh_arguments(last)[1] == ["entrypoint"]
+    assert dockerfile_env()["THEANO_DET_IMAGE"] == "1"  # verify's hint in the image
+
+
+def test_build_secrets_are_mounted_for_the_build_only():
+    """A CA bundle and a pip configuration reach the large layer's RUN as BuildKit
+    secrets (files under /run/secrets during that RUN), never through COPY or ENV."""
+    (first, *_) = install_runs_in_dockerfile()
+    text = " ".join(first)
+    assert "--mount=type=secret,id=pip.conf,target=/run/secrets/pip.conf" in text
+    assert "--mount=type=secret,id=ca.pem,target=/run/secrets/ca.pem" in text
+    assert install_sh_arguments(first)[0]["--build-secrets"] == "/run/secrets"
+    assert not any("secret" in arguments or "pip.conf" in arguments or "ca.pem" in arguments
+                   for name in ("COPY", "ADD", "ENV", "ARG") for arguments in dockerfile_instructions(name))
+
+
+def test_install_sh_uses_the_pip_configuration_it_is_given(tmp_path):
+    """--build-secrets DIR: pip reads DIR/pip.conf (here an index nobody serves, so the
+    download fails naming it) and DIR/ca.pem; neither is copied into the prefix."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "pip.conf").write_text("[global]\nindex-url = http://127.0.0.1:9/simple\n"
+                                      "find-links =\nextra-index-url =\nretries = 0\ntimeout = 2\n")
+    (secrets / "ca.pem").write_text((Path("/etc/ssl/certs/ca-certificates.crt")).read_text())
+    env = host_env()
+    for name in list(env):
+        if name.startswith("PIP_"):
+            del env[name]
+    result = run("bash", INSTALL, "--prefix", tmp_path / "prefix", "--build-secrets", secrets, "venv", env=env)
+    assert result.returncode != 0
+    assert f"pip configuration: {secrets}/pip.conf" in result.stderr
+    assert f"CA bundle for pip and apt: {secrets}/ca.pem" in result.stderr
+    assert "127.0.0.1:9" in result.stderr + result.stdout
+    leftovers = [path for path in (tmp_path / "prefix").rglob("*") if path.name in ("pip.conf", "ca.pem")]
+    assert leftovers == []
+
+
+LOCK = DOCKER / "requirements-lock.txt"
+
+
+def pinned(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, hashes) of a hash-pinned requirements file; fails on anything else."""
+    entries = {}
+    text = path.read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip() if not line.lstrip().startswith("--hash") else line.strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([\w.]+)((?:\s+--hash=sha256:[0-9a-f]{64})+)", line)
+        assert match, f"{path.name}: not pinned with a hash: {line}"
+        entries[match.group(1).lower()] = (match.group(2), re.findall(r"[0-9a-f]{64}", match.group(3)))
+    return entries
+
+
+def test_the_lock_file_pins_every_dependency_of_theano_det():
+    """setup.cfg's install_requires, on the image's Python 3.11, are all in the lock file
+    at versions they accept (install.sh installs with --no-deps and checks the rest,
+    the dependencies of dependencies, after installing)."""
+    from configparser import ConfigParser
+
+    from packaging.requirements import Requirement
+
+    lock = pinned(LOCK)
+    setup = ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    environment = {"python_version": "3.11", "python_full_version": "3.11.2", "sys_platform": "linux",
+                   "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython",
+                   "extra": ""}
+    requirements = [Requirement(line) for line in setup["options"]["install_requires"].strip().splitlines()]
+    needed = [requirement for requirement in requirements
+              if not requirement.marker or requirement.marker.evaluate(environment)]
+    assert {requirement.name for requirement in needed} >= {"click", "libcst", "configupdater", "filelock",
+                                                             "packaging"}
+    for requirement in needed:
+        assert requirement.name.lower() in lock, f"{requirement} is not in {LOCK.name}"
+        version, _ = lock[requirement.name.lower()]
+        assert requirement.specifier.contains(version), f"{LOCK.name} pins {requirement.name} {version}: {requirement}"
+    # what Theano 1.0.5 runs with, and what builds the wheels
+    assert {"numpy", "scipy", "six", "theano", "pyyaml", "wheel"} <= set(lock)
+    for name in ("requirements-cuda.txt", "requirements-extract.txt"):
+        assert pinned(DOCKER / name)
+
+
+def test_pinned_refuses_an_unpinned_line(tmp_path):
+    loose = tmp_path / "loose.txt"
+    loose.write_text("click>=8\n")
+    with pytest.raises(AssertionError, match="not pinned with a hash"):
+        pinned(loose)
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -358,6 +457,42 @@ def test_entrypoint_gives_a_user_without_a_writable_home_a_temporary_one(runtime
     assert result.returncode == 0, result.stderr
     home, writable = result.stdout.split()
     assert home != "/nonexistent/home" and writable == "True"
+
+
+@pytest.mark.slow
+def test_entrypoint_says_where_the_compile_cache_goes_when_cache_is_not_writable(runtime, tmp_path):
+    """Apptainer: a read-only image, so no /cache; Theano's ~/.theano in the user's home."""
+    show = "import os; print(os.environ['THEANO_FLAGS'])"
+    entrypoint = runtime.prefix / "bin" / "theano-det-entrypoint"
+    result = runtime.run(entrypoint, "python", "-c", show, env=runtime.env(HOME=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    if os.access("/cache", os.W_OK):  # a machine with a writable /cache, like the image under Docker
+        assert result.stdout.startswith("base_compiledir=/cache/theano,") and "compile cache" not in result.stderr
+    else:
+        assert f"/cache is not writable here: Theano's compile cache is {tmp_path}/.theano" in result.stderr
+        assert "base_compiledir" not in result.stdout
+    chosen = runtime.run(entrypoint, "python", "-c", show,
+                         env=runtime.env(HOME=str(tmp_path), THEANO_FLAGS="floatX=float32,base_compiledir=/x"))
+    assert chosen.returncode == 0, chosen.stderr
+    assert "compile cache" not in chosen.stderr and chosen.stdout.startswith("floatX=float32,base_compiledir=/x,")
+
+
+@pytest.mark.slow
+def test_runtime_holds_the_locked_versions_installed_as_wheels(runtime):
+    """Every package of the lock file at its pinned version, none installed by setup.py install."""
+    lock = pinned(LOCK)
+    result = runtime.python(
+        "import json; from importlib import metadata\n"
+        "print(json.dumps({d.metadata['Name'].lower(): [d.version, (d.read_text('INSTALLER') or '').strip(),"
+        " d.read_text('WHEEL') is not None] for d in metadata.distributions()"
+        " if '/venv/' in str(d._path)}))\n")
+    assert result.returncode == 0, result.stderr
+    installed = json.loads(result.stdout)
+    for name, (version, _) in lock.items():
+        assert installed[name][0] == version, name
+    for name, (_, installer, from_wheel) in installed.items():
+        if name in lock or name == "theano-det":
+            assert installer == "pip" and from_wheel, f"{name} was not installed from a wheel"
 
 
 # --- theano-det verify in the runtime -----------------------------------------------------

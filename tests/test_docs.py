@@ -29,6 +29,7 @@ COMMAND_PAGES = {
     "trace": "trace.md",
     "diff": "trace.md",
     "audit": "trace.md",
+    "compare": "docker.md",
 }
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from theano_det import verify
+from theano_det import comparison, verify
 from theano_det.errors import CannotRun
 from theano_det.target import Target
 from theano_det.intarget import verify_probe
@@ -112,7 +112,21 @@ def test_require_gpu_without_a_gpu_exits_4():
     done, document = verify_json("--require-gpu")
     assert done.returncode == 4, done.stderr
     assert document["status"] == "cannot_run" and document["checks"] == []
-    assert "no usable GPU" in done.stderr and "hint:" in done.stderr
+    assert "no usable GPU" in done.stderr and "hint: run on a machine with an NVIDIA GPU" in done.stderr
+
+
+@pytest.mark.parametrize("variable, command", [
+    ("THEANO_DET_IMAGE", "docker run --gpus all"),  # set by theano-det's image
+    ("APPTAINER_CONTAINER", "apptainer run --nv"),  # set by Apptainer in every container
+])
+def test_require_gpu_in_a_container_hints_at_the_runtime_flag(monkeypatch, variable, command):
+    """In the image the device is configured already; what is missing is the GPU itself."""
+    monkeypatch.setenv("THEANO_DET_IMAGE", "1")
+    monkeypatch.setenv(variable, "/images/theano-det.sif")
+    done, document = verify_json("--require-gpu")
+    assert done.returncode == 4, done.stderr
+    assert command in document["hint"] and "hint: this container was started without" in done.stderr
+    assert "device=cuda0" not in document["hint"]
 
 
 def test_an_interpreter_without_theano_exits_4(tmp_path):
@@ -184,12 +198,12 @@ def test_compare_outcomes():
                            for name, sha in checks.items()]}
 
     ours = document(a="1", b="2")
-    assert verify.compare(ours, document(a="1", b="2")).reproduces
-    assert not verify.compare(ours, document(a="1", b="3")).reproduces
-    assert verify.compare(ours, document(a="1", c="9")).results == [("a", "same bits"), ("c", "not run here")]
+    assert comparison.compare(ours, document(a="1", b="2")).reproduces
+    assert not comparison.compare(ours, document(a="1", b="3")).reproduces
+    assert comparison.compare(ours, document(a="1", c="9")).results == [("a", "same bits"), ("c", "not run here")]
     float64 = {"checks": [dict(name="a", dtype="float64", inputs_sha256="i", sha256="1")]}
-    comparison = verify.compare(ours, float64)
-    assert not comparison.reproduces and comparison.results[0][1].startswith("not comparable")
+    compared = comparison.compare(ours, float64)
+    assert not compared.reproduces and compared.results[0][1].startswith("not comparable")
 
 
 @pytest.mark.parametrize("number, text, major", [(7605, "7.6.5", 7), (8907, "8.9.7", 8), (91400, "9.14.0", 9)])

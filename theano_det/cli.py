@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from theano_det import __version__, configfile, operations, runner, sourceplan
-from theano_det import fsutil, trace_diff, trace_format, trace_run
+from theano_det import comparison, fsutil, trace_diff, trace_format, trace_run
 from theano_det.intarget import graph_audit
 from theano_det import verify as verification
 from theano_det.errors import CannotRun, Refused, TheanoDetError
@@ -372,7 +372,7 @@ def verify_command(python, repeat, as_json, require_gpu, save, compare_with, che
     """
     if save and not Path(save).resolve().parent.is_dir():
         raise click.BadParameter(f"the folder of {save} does not exist", param_hint="--save")
-    other = verification.load_document(Path(compare_with)) if compare_with else None
+    other = comparison.load_document(Path(compare_with)) if compare_with else None
     target = locate(python)
     say(f"target: {target.describe()}")
     verification.require_probe_python(target)
@@ -381,16 +381,16 @@ def verify_command(python, repeat, as_json, require_gpu, save, compare_with, che
         say(probe.output.rstrip())
     document = probe.document
     code = VERIFY_CODES.get(document.get("status"), CANNOT_RUN)
-    comparison = verification.compare(document, other) if other is not None else None
-    if comparison is not None:
-        document["compare"] = comparison.to_json(compare_with)
-        if code == OK and not comparison.reproduces:
+    compared = comparison.compare(document, other) if other is not None else None
+    if compared is not None:
+        document["compare"] = compared.to_json(compare_with)
+        if code == OK and not compared.reproduces and not compared.not_comparable:
             code = PENDING
     document["exit_code"] = code
     for line in verification.report_lines(document):
         say(line)
-    if comparison is not None:
-        for line in verification.comparison_lines(comparison, compare_with):
+    if compared is not None:
+        for line in comparison.comparison_lines(compared, compare_with):
             say(line)
     if document.get("hint"):
         say(f"hint: {document['hint']}")
@@ -501,6 +501,35 @@ def audit(strict, as_json, seed, python, command):
     elif not findings:
         say("theano-det audit: no op known to be non-deterministic was compiled")
     return code
+
+
+# --- theano-det compare (a fleet of verify --save documents) ---------------------------
+
+@cli.command("compare")
+@click.argument("documents", nargs=-1, required=True, metavar="FILE FILE...",
+                type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@handle_errors
+def compare_command(documents, as_json):
+    """Say which machines reproduce each other bit for bit, from their `verify --save` files.
+
+    Machines are compared only with machines of the same setup (GPU model,
+    cuDNN, CUDA runtime, Theano, settings); the others are listed with the reason.
+    Exit 0 when all comparable machines agree, 1 when some disagree, 3 when a file
+    cannot be read or is not a verify document.
+    """
+    if len(documents) < 2:
+        raise click.UsageError("compare needs at least two verify --save files")
+    if len(set(documents)) < len(documents):
+        raise click.UsageError("a file is given twice")
+    loaded = [(path, comparison.load_document(Path(path))) for path in documents]
+    result = comparison.fleet(loaded)
+    descriptions = {path: comparison.describe(document) for path, document in loaded}
+    for line in comparison.fleet_lines(result, descriptions):
+        say(line)
+    if as_json:
+        emit_json(comparison.fleet_json(result, descriptions))
+    return OK if result.agrees else PENDING
 
 
 def main(argv=None) -> int:

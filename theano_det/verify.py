@@ -1,8 +1,8 @@
 """`theano-det verify`: run the verify probe in the target interpreter and read its answer.
 
 The probe (intarget/verify_probe.py) does the work inside the target, where Theano
-is; this module starts it, compares its document with another machine's, and
-renders the table people read. It prints nothing: the CLI does.
+is; this module starts it and renders the table people read (comparison.py
+compares documents). It prints nothing: the CLI does.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from theano_det.errors import CannotRun, Refused
+from theano_det.errors import CannotRun
 from theano_det.intarget import graph_audit, verify_probe
 
 PROBE = Path(verify_probe.__file__)
@@ -66,56 +66,6 @@ def run_probe(python: str, repeat: int = DEFAULT_REPEAT, require_gpu: bool = Fal
         except ValueError as error:
             raise CannotRun(f"the verify probe wrote a document we cannot read: {error}") from error
     return ProbeRun(document, done.stdout)
-
-
-def load_document(path: Path) -> dict:
-    """Another machine's `verify --save` document, checked enough to compare with."""
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise Refused(f"cannot read {path} as a verify document: {error}",
-                      hint="give a file written by `theano-det verify --save FILE`") from error
-    checks = document.get("checks") if isinstance(document, dict) else None
-    if not isinstance(checks, list) or not all(
-            isinstance(check, dict) and isinstance(check.get("name"), str) for check in checks):
-        raise Refused(f"{path} is not a verify document (no list of checks)",
-                      hint="give a file written by `theano-det verify --save FILE`")
-    return document
-
-
-@dataclass
-class Comparison:
-    reproduces: bool
-    results: list = field(default_factory=list)  # (check name, outcome)
-
-    def to_json(self, other_path: str) -> dict:
-        return {"file": other_path, "reproduces": self.reproduces,
-                "checks": [{"name": name, "result": outcome} for name, outcome in self.results]}
-
-
-SAME, DIFFERENT = "same bits", "different bits"
-
-
-def compare(ours: dict, theirs: dict) -> Comparison:
-    """Whether this machine's outputs are bit for bit those of the other document."""
-    mine = {check["name"]: check for check in ours.get("checks", [])}
-    results = []
-    for check in theirs["checks"]:
-        name = check.get("name")
-        here = mine.get(name)
-        if not check.get("sha256"):
-            outcome = "not run there"
-        elif here is None or not here.get("sha256"):
-            outcome = "not run here"
-        elif here.get("dtype") != check.get("dtype"):
-            outcome = f"not comparable ({here.get('dtype')} here, {check.get('dtype')} there)"
-        elif here.get("inputs_sha256") != check.get("inputs_sha256"):
-            outcome = "not comparable (different inputs: another theano-det version?)"
-        else:
-            outcome = SAME if here["sha256"] == check["sha256"] else DIFFERENT
-        results.append((name, outcome))
-    compared = [outcome for _, outcome in results if outcome in (SAME, DIFFERENT)]
-    return Comparison(bool(compared) and all(outcome == SAME for outcome in compared), results)
 
 
 # --- the table ---------------------------------------------------------------------
@@ -190,10 +140,3 @@ def row(check: dict, repeat) -> tuple:
     findings = str(len(check.get("findings") or []))
     return (check["name"], ops, check.get("cudnn") or "-", bitwise, reference, findings,
             f"{check.get('seconds') or 0:.1f}")
-
-
-def comparison_lines(comparison: Comparison, other_path: str) -> list:
-    verdict = "reproduces" if comparison.reproduces else "does NOT reproduce"
-    lines = [f"compared with {other_path}: this machine {verdict} its outputs bit for bit"]
-    lines += [f"  {name}: {outcome}" for name, outcome in comparison.results]
-    return lines

@@ -94,15 +94,30 @@ def verify(repeat, require_gpu=False, only=()):
         document["gpu_note"] = "No GPU was tested (%s): these results hold for the CPU only." % (
             environment["gpu_problem"])
         if require_gpu:
-            return cannot_run(document, "no usable GPU: %s" % environment["gpu_problem"],
-                              "run on a machine with an NVIDIA GPU and set THEANO_FLAGS=device=cuda0 "
-                              "(gpuarray backend, needs pygpu) or device=gpu (Theano before 1.0)")
+            return cannot_run(document, "no usable GPU: %s" % environment["gpu_problem"], no_gpu_hint())
     blocked = cudnn_blocked(environment)
     for check in selected_checks(only):
         say("running %s" % check.name)
         document["checks"].extend(run_with_cudnn_fallback(theano, check, repeat, environment, blocked))
     document["status"], document["summary"] = summarize(document["checks"], repeat)
     return document
+
+
+# theano-det's image sets this; Apptainer sets the other two in every container it runs.
+IMAGE_VARIABLE = "THEANO_DET_IMAGE"
+APPTAINER_VARIABLES = ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER")
+
+
+def no_gpu_hint():
+    """In theano-det's image the device is set already: what is missing is the GPU itself."""
+    if any(os.environ.get(name) for name in APPTAINER_VARIABLES):
+        return ("this container was started without the host's GPU: `apptainer run --nv IMAGE.sif ...` "
+                "(or `apptainer exec --nv`) on a node with an NVIDIA GPU")
+    if os.environ.get(IMAGE_VARIABLE):
+        return ("this container was started without a GPU: `docker run --gpus all ...` on a machine with "
+                "an NVIDIA GPU and the NVIDIA container toolkit (Apptainer: `apptainer run --nv`)")
+    return ("run on a machine with an NVIDIA GPU and set THEANO_FLAGS=device=cuda0 "
+            "(gpuarray backend, needs pygpu) or device=gpu (Theano before 1.0)")
 
 
 def cannot_run(document, reason, hint=None):
@@ -444,6 +459,7 @@ def describe_environment(theano):
         ("numpy", numpy.__version__),
         ("gpu", gpu),
         ("gpu_problem", gpu_problem),
+        ("gpu_architecture", gpu_architecture(backend) if gpu else None),
         ("pygpu", module_version("pygpu")),
         ("libgpuarray", libgpuarray_version()),
         ("cuda_driver", cuda_driver_version()),
@@ -480,6 +496,24 @@ def detect_gpu(theano):
     if device.startswith(("cuda", "gpu", "opencl")):
         return "cpu", None, "device is %r but Theano did not initialize it (see Theano's messages)" % device
     return "cpu", None, "Theano's device is %r" % device
+
+
+def gpu_architecture(backend):
+    """The default GPU's compute capability, e.g. "sm_90": the bits depend on it (compare)."""
+    try:
+        if backend == "gpuarray":
+            for module_name in ("theano.gpuarray.type", "theano.sandbox.gpuarray.type"):
+                types = sys.modules.get(module_name)
+                if types is not None:
+                    bin_id = types.get_context(None).bin_id
+                    return bin_id.decode() if isinstance(bin_id, bytes) else str(bin_id)
+        elif backend == "cuda":
+            cuda = sys.modules["theano.sandbox.cuda"]
+            properties = cuda.device_properties(cuda.use.device_number)
+            return "sm_%d%d" % (properties["major"], properties["minor"])
+    except Exception:  # an old pygpu or backend without the attribute: compare falls back to the name
+        pass
+    return None
 
 
 def describe_cudnn(theano, backend):
