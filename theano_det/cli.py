@@ -298,7 +298,8 @@ def status_code(report) -> int:
                    "The command itself is run as given.")
 @click.option("--no-flags", is_flag=True, help="Leave THEANO_FLAGS alone.")
 @click.option("--no-compat", is_flag=True,
-              help="Do not restore the legacy aliases (collections.Iterable, ...) at start-up.")
+              help="Do not restore the legacy aliases (collections.Iterable, ...) and Theano APIs "
+                   "(theano.ifelse, downsample, device=gpu) at start-up.")
 @click.option("-v", "--verbose", is_flag=True, help="Print the environment variables set, on stderr.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @handle_errors
