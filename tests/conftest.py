@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from releases import RELEASES
 
@@ -38,9 +39,14 @@ def isolated_home(tmp_path, monkeypatch):
 
 
 def download_release(name: str) -> Path:
-    """The unpacked sdist of a pinned release (downloaded once by pip, hash-checked)."""
+    """The unpacked sdist of a pinned Theano release (downloaded once by pip, hash-checked)."""
     requirement, sha256 = RELEASES[name]
-    unpacked = CACHE / "releases" / name
+    return download_sdist(requirement, sha256, CACHE / "releases" / name)
+
+
+def download_sdist(requirement: str, sha256: str, unpacked: Path) -> Path:
+    """The sdist of `requirement` ("name==version"), hash-checked, unpacked into `unpacked` once."""
+    name = unpacked.name
     if (unpacked / ".complete").exists():
         return unpacked
     downloads = CACHE / "sdists"
@@ -74,6 +80,40 @@ def find_archive(folder: Path, version: str, sha256: str) -> Path:
         if version in path.name and hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
             return path
     raise AssertionError(f"pip downloaded no archive of {version} with sha256 {sha256}")
+
+
+def pip_target(name: str, requirements: str) -> Path:
+    """A folder holding wheels installed with --no-deps from pinned, hashed `requirements`,
+    installed once into CACHE/name and kept between runs (put it on PYTHONPATH)."""
+    folder = CACHE / name
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(CACHE / f"{name}.lock")):
+        if not (folder / ".complete").exists():
+            listing = CACHE / f"{name}.txt"
+            listing.write_text(requirements)
+            partial = CACHE / f"{name}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            subprocess.run(
+                [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                 "--no-deps", "--require-hashes", "--only-binary", ":all:", "--target", str(partial),
+                 "-r", str(listing)],
+                check=True, timeout=600,
+            )
+            (partial / ".complete").touch()
+            shutil.rmtree(folder, ignore_errors=True)
+            partial.rename(folder)
+    return folder
+
+
+# Tables that tests want shown at the end of the session (title -> lines); see test_clients.py.
+SESSION_TABLES: dict = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    for title, lines in SESSION_TABLES.items():
+        terminalreporter.write_sep("-", title)
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def release_package(name: str) -> Path:

@@ -16,13 +16,10 @@ Theano itself: it waits for the program to do so.
 """
 
 import os
-import re
 import sys
-import types
 
 from _theano_det_imports import after_import, before_import
 
-OLD_DEVICE = re.compile(r"gpu(\d*)$")
 DEVICE_KEYS = ("device", "init_gpu_device")
 
 
@@ -73,7 +70,7 @@ def add_downsample_module(signal):
         say("theano.tensor.signal has neither downsample nor pool: the downsample shim cannot apply")
         return
     name = signal.__name__ + ".downsample"
-    module = types.ModuleType(name, "theano-det's stand-in for the module Theano 0.9 renamed `pool`.")
+    module = type(sys)(name, "theano-det's stand-in for the module Theano 0.9 renamed `pool`.")
     module.max_pool_2d = max_pool_2d
     module.DownsampleFactorMax = DownsampleFactorMax
     sys.modules[name] = module
@@ -121,14 +118,18 @@ def translate_old_device(name):
             if from_files is None:
                 from_files = config_file_settings()
             value, where = from_files.get(key, (None, None))
-        match = OLD_DEVICE.match(value or "")
-        if match:
-            new = "cuda" + match.group(1)
+        if is_old_gpu_device(value):
+            new = "cuda" + value[3:]
             added.append("%s=%s" % (key, new))
             say("%s=%s (%s) is Theano's old GPU backend, which this Theano no longer has; "
                 "running with %s=%s (the gpuarray backend)" % (key, value, where, key, new))
     if added:
         os.environ["THEANO_FLAGS"] = ",".join([flags.rstrip(",")] + added) if flags.strip(", ") else ",".join(added)
+
+
+def is_old_gpu_device(value):
+    """`gpu` or `gpuN` (not `re`: this module is imported in every Python process under `run`)."""
+    return value is not None and value.startswith("gpu") and (value[3:] == "" or value[3:].isdigit())
 
 
 def theano_folder():
