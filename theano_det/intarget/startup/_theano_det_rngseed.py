@@ -213,7 +213,7 @@ def reseed_random_in_forked_children():
         _fork["hooked"] = True
         return
     # Called after CPython's own reseeding of `random` (registered when `random` was imported).
-    os.register_at_fork(after_in_parent=_count_child, after_in_child=_reseed_child)
+    os.register_at_fork(after_in_parent=_count_child, after_in_child=_reseed_child)  # novermin (guarded above)
     _fork["hooked"] = True
 
 
