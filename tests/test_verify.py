@@ -315,9 +315,10 @@ def test_the_recurrent_check_runs_scan_with_dropout_and_says_which_loop_ran():
     assert check["name"] == "rnn_dropout" and check["dtype"] == "float32"
     assert check["bitwise_stable"] is True and check["matches_reference"] is True, check
     assert check["key_ops"] == ["Scan", "mrg_uniform"] and check["findings"] == []
-    if scan_c_loop_builds_here():
-        assert check["note"] == "scan loop: C (scan_perform)"
-    else:
+    # Theano caches scan's compiled loop by version only: one built by a patched copy of this
+    # Theano (tests/test_clients.py) in the shared compile dir serves the unpatched one too.
+    if check["note"] != "scan loop: C (scan_perform)":
+        assert not scan_c_loop_builds_here()
         assert check["note"].startswith("scan loop: Python (Scan.execute")
         assert "longintrepr.h" in check["note"]
     assert f"rnn_dropout: {check['note']}" in done.stderr
