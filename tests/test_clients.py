@@ -97,9 +97,16 @@ def library_folders() -> dict:
             "lasagne_conv.py": lasagne, "theano_rnn.py": None}
 
 
-def client_env(client: Client, library: Path | None, patched_theano: Path, **extra) -> dict:
+# The patched copy compiles into a cache of its own: Theano keys scan's compiled C loop by
+# its version alone, so a loop built from a patched scan_perform.c in the shared cache would
+# be picked up by the unpatched Theano of every other test.
+PATCHED_COMPILEDIR = CACHE / "theano-compile-patched"
+
+
+def client_env(client: Client, library: Path | None, patched_theano: Path) -> dict:
     path = [str(patched_theano)] + ([str(library)] if library else [])
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(path), **client.env, **extra)
+    flags = f"{os.environ.get('THEANO_FLAGS', '')},base_compiledir={PATCHED_COMPILEDIR}"
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(path), THEANO_FLAGS=flags, **client.env)
 
 
 def train(client: Client, env: dict, seed: int) -> tuple:
