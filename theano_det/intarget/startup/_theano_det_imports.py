@@ -30,7 +30,7 @@ class _ImportWatcher(object):
             if spec is not None:
                 if spec.loader is None or not hasattr(spec.loader, "exec_module"):
                     return None
-                spec.loader = _CallbackLoader(spec.loader, self.after.pop(name))
+                spec.loader = _CallbackLoader(spec.loader, self.after[name])
                 return spec
         return None
 
