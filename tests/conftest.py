@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
-from releases import CACHE, release_package
+from releases import CACHE, download_sdist, release_package  # noqa: F401 (download_sdist: for the tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 THEANO_COMPILEDIR = CACHE / "theano-compile"
@@ -35,6 +36,40 @@ def isolated_home(tmp_path, monkeypatch):
     ours = f"base_compiledir={THEANO_COMPILEDIR},blas.ldflags="
     monkeypatch.setenv("THEANO_FLAGS", f"{inherited},{ours}" if inherited else ours)
     return home
+
+
+def pip_target(name: str, requirements: str) -> Path:
+    """A folder holding wheels installed with --no-deps from pinned, hashed `requirements`,
+    installed once into CACHE/name and kept between runs (put it on PYTHONPATH)."""
+    folder = CACHE / name
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(CACHE / f"{name}.lock")):
+        if not (folder / ".complete").exists():
+            listing = CACHE / f"{name}.txt"
+            listing.write_text(requirements)
+            partial = CACHE / f"{name}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            subprocess.run(
+                [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                 "--no-deps", "--require-hashes", "--only-binary", ":all:", "--target", str(partial),
+                 "-r", str(listing)],
+                check=True, timeout=600,
+            )
+            (partial / ".complete").touch()
+            shutil.rmtree(folder, ignore_errors=True)
+            partial.rename(folder)
+    return folder
+
+
+# Tables that tests want shown at the end of the session (title -> lines); see test_clients.py.
+SESSION_TABLES: dict = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    for title, lines in SESSION_TABLES.items():
+        terminalreporter.write_sep("-", title)
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -55,20 +55,24 @@ CUDNN_COMPAT_RELEASES = ["1.0.0", "1.0.1", "1.0.2", "1.0.3", "1.0.4", "1.0.5", "
 
 
 def download_release(name: str) -> Path:
-    """The unpacked sdist of a pinned release (downloaded once by pip, hash-checked).
+    """The unpacked sdist of a pinned release (downloaded once by pip, hash-checked)."""
+    requirement, sha256 = RELEASES[name]
+    return download_sdist(requirement, sha256, CACHE / "releases" / name)
+
+
+def download_sdist(requirement: str, sha256: str, unpacked: Path) -> Path:
+    """The sdist of `requirement` ("name==version"), hash-checked, unpacked into `unpacked` once.
 
     Test workers running at once (pytest-xdist) share the cache: the first one to take
-    the release's lock fetches and unpacks it, the others wait and find it complete.
+    the lock fetches and unpacks it, the others wait and find it complete.
     """
-    requirement, sha256 = RELEASES[name]
-    unpacked = CACHE / "releases" / name
     if (unpacked / ".complete").exists():
         return unpacked
     unpacked.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(unpacked) + ".lock"):
         if (unpacked / ".complete").exists():
             return unpacked
-        with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=unpacked.parent) as downloads:
+        with tempfile.TemporaryDirectory(prefix=f"{unpacked.name}-", dir=unpacked.parent) as downloads:
             archive = pip_download_sdist(requirement, sha256, Path(downloads))
             if unpacked.exists():
                 shutil.rmtree(unpacked)

@@ -218,3 +218,38 @@ def test_cudnn_algorithms_are_reported(th):
     graph = conv_graph(th, th.dnn.GpuDnnConvGradW, "deterministic", ndim=5)
     assert graph_audit.cudnn_algorithms(graph.toposort()) == [
         {"op": "GpuDnnConvGradW", "algo": "deterministic", "ndim": 5}]
+
+
+class KerasStyleFunction:
+    """What Keras 1 and 2's theano_backend.Function keeps: the compiled function at `.function`."""
+
+    def __init__(self, theano, inputs, outputs):
+        self.function = theano.function(inputs, outputs)
+
+    def __call__(self, *values):
+        return self.function(*values)
+
+
+def embedding_gradient(th):
+    table, indices = th.T.matrix("table"), th.T.lvector("indices")
+    return [table, indices], th.theano.grad(table[indices].sum(), table)
+
+
+def test_an_object_that_wraps_a_compiled_function_is_audited_as_the_function(th):
+    inputs, output = embedding_gradient(th)
+    wrapper = KerasStyleFunction(th.theano, inputs, output)
+    assert graph_audit.op_names(graph_audit.graph_nodes(wrapper)) == graph_audit.op_names(
+        graph_audit.graph_nodes(wrapper.function))
+    assert theano_det.audit(wrapper, strict=True) == []
+    holder = SimpleNamespace(function=wrapper)  # Keras 1: model.model.train_function, one level more
+    assert graph_audit.graph_nodes(holder) == graph_audit.graph_nodes(wrapper.function)
+
+
+def test_an_object_that_wraps_no_compiled_function_is_a_clear_type_error(th):
+    with pytest.raises(TypeError, match=r"or an object that keeps one at \.function .*got str \(at "
+                                        r"SimpleNamespace\.function\)"):
+        theano_det.audit(SimpleNamespace(function="not compiled"))
+    with pytest.raises(TypeError, match=r"got int$"):
+        theano_det.audit(3)
+    with pytest.raises(TypeError, match=r"got None \(Keras makes model\.train_function"):
+        theano_det.audit(None)

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from conftest import THEANO_COMPILEDIR, run_cli
-from test_keras_client import keras_site  # noqa: F401  (the fixture: Keras 2.3.1, cached)
 from theano_det import trace_diff, trace_format, trace_run
 
 PROGRAMS = Path(__file__).resolve().parent / "trace_programs"
@@ -273,7 +272,16 @@ def test_array_differences_are_measured_on_kept_values():
     assert "note" in trace_diff.array_difference(kept(1.0), kept(1.0, 2.0))
 
 
-KERAS_PROGRAM = Path(__file__).resolve().parent / "seeding_programs" / "train_keras.py"
+KERAS_PROGRAM = Path(__file__).resolve().parent / "clients" / "keras2_embedding.py"
+
+
+@pytest.fixture(scope="module")
+def keras_site() -> Path:
+    """Keras 2.3.1, installed once into the test cache (the client matrix's copy)."""
+    from conftest import pip_target
+    from test_clients import KERAS_2_REQUIREMENTS
+
+    return pip_target("keras-2.3.1", KERAS_2_REQUIREMENTS)
 
 
 @pytest.mark.slow
@@ -284,7 +292,7 @@ def test_a_keras_model_traced_with_runs_shims_is_identical_run_to_run(keras_site
         out = tmp_path / f"keras-{name}.trace"
         done = run_cli("trace", "--out", out, "--seed", 7, "--", sys.executable, KERAS_PROGRAM, env=env)
         assert done.returncode == 0, done.stderr  # Keras 2.3.1 imports on Python 3.10+: run's aliases
-        assert done.stdout.split()[0] == "theano"
+        assert done.stdout.split()[0] == "2.3.1"  # the Keras version the program prints
         traces.append(out)
     trace = trace_format.read(traces[0])
     fit = line_of(KERAS_PROGRAM, "model.fit(")

@@ -310,3 +310,29 @@ def test_in_target_files_are_python_3_5_and_need_no_theano_det(name):
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
     assert imported <= set(sys.stdlib_module_names) | {"numpy", "theano", "graph_audit"}, imported
+
+
+def scan_c_loop_builds_here() -> bool:
+    """Theano <= 1.0.5's scan_perform.c (Cython 0.28) includes a header Python 3.11 removed."""
+    import theano
+
+    source = Path(theano.__file__).parent / "scan_module" / "c_code" / "scan_perform.c"
+    return sys.version_info < (3, 11) or '#include "longintrepr.h"' not in source.read_text()
+
+
+@pytest.mark.slow
+def test_the_recurrent_check_runs_scan_with_dropout_and_says_which_loop_ran():
+    env = dict(os.environ, THEANO_FLAGS=os.environ["THEANO_FLAGS"] + ",floatX=float32")
+    done, document = verify_json("--check", "rnn_dropout", env=env)
+    assert done.returncode == 0, done.stderr
+    (check,) = document["checks"]
+    assert check["name"] == "rnn_dropout" and check["dtype"] == "float32"
+    assert check["bitwise_stable"] is True and check["matches_reference"] is True, check
+    assert check["key_ops"] == ["Scan", "mrg_uniform"] and check["findings"] == []
+    # Theano caches scan's compiled loop by version only: one built by a patched copy of this
+    # Theano (tests/test_clients.py) in the shared compile dir serves the unpatched one too.
+    if check["note"] != "scan loop: C (scan_perform)":
+        assert not scan_c_loop_builds_here()
+        assert check["note"].startswith("scan loop: Python (Scan.execute")
+        assert "longintrepr.h" in check["note"]
+    assert f"rnn_dropout: {check['note']}" in done.stderr

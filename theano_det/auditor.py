@@ -72,7 +72,8 @@ def rules() -> tuple:
 
 
 def audit(graph, strict: bool = False) -> list:
-    """The findings for a compiled `theano.function` or a FunctionGraph.
+    """The findings for a compiled `theano.function`, a FunctionGraph, or an object that
+    keeps a compiled function at `.function` (Keras' `model.train_function`).
 
     With strict=True, raise NondeterministicOpError listing all of them instead of
     returning a non-empty list.

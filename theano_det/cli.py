@@ -317,7 +317,8 @@ def status_code(report) -> int:
                    "The command itself is run as given.")
 @click.option("--no-flags", is_flag=True, help="Leave THEANO_FLAGS alone.")
 @click.option("--no-legacy-shims", is_flag=True,
-              help="Do not restore the legacy names (collections.Iterable, ...) and Theano APIs at start-up.")
+              help="Do not restore the legacy aliases (collections.Iterable, ...) and Theano APIs "
+                   "(theano.ifelse, downsample, device=gpu) at start-up.")
 @click.option("--no-compat", "no_compat", is_flag=True, hidden=True,
               help="Old spelling of --no-legacy-shims.")
 @click.option("-v", "--verbose", is_flag=True, help="Print the environment variables set, on stderr.")

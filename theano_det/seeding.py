@@ -58,10 +58,17 @@ class SeedReport:
         }
 
 
+# What the other modules of intarget/startup/ import by name (the bootstrap has the folder on sys.path).
+SHARED_STARTUP_MODULES = ("_theano_det_imports",)
+
+
 def startup_module(name: str):
     """A module of intarget/startup/, the one instance this process shares with the bootstrap."""
     module = sys.modules.get(name)
     if module is None:
+        for shared in SHARED_STARTUP_MODULES:
+            if shared != name:
+                startup_module(shared)
         spec = importlib.util.spec_from_file_location(name, STARTUP_DIR / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module

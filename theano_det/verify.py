@@ -98,6 +98,9 @@ def report_lines(document: dict) -> list:
         if algorithms:
             lines.append(f"cuDNN algorithms in {check['name']}: {algorithms}")
     for check in checks:
+        if check.get("note"):
+            lines.append(f"{check['name']}: {check['note']}")
+    for check in checks:
         for finding in check.get("findings") or []:
             lines.append(f"finding in {check['name']}: {graph_audit.describe(finding)}")
     for check in checks:

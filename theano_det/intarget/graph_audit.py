@@ -30,14 +30,28 @@ def load_rules(path=None):
 
 
 def graph_nodes(graph):
-    """The apply nodes of a compiled theano.function or a FunctionGraph, in execution order."""
+    """The apply nodes of a compiled theano.function or a FunctionGraph, in execution order.
+
+    Objects that keep a compiled function at `.function` (Keras 1 and 2's
+    theano_backend.Function: `model.train_function`, Keras 1's
+    `model.model.train_function`) stand for it.
+    """
+    given = graph
+    for _ in range(3):  # a wrapper of a wrapper at most, then stop
+        if hasattr(graph, "maker") or hasattr(graph, "toposort") or getattr(graph, "function", None) is None:
+            break
+        graph = graph.function
     maker = getattr(graph, "maker", None)
     if maker is not None and hasattr(maker, "fgraph"):
         graph = maker.fgraph
     if hasattr(graph, "toposort"):
         return list(graph.toposort())
-    raise TypeError("expected a compiled theano.function or a FunctionGraph, got %s"
-                    % type(graph).__name__)
+    if given is None:
+        raise TypeError("expected a compiled theano.function, got None (Keras makes model.train_function "
+                        "when the model is first trained, or with model._make_train_function())")
+    wrapped = "" if graph is given else " (at %s.function)" % type(given).__name__
+    raise TypeError("expected a compiled theano.function or a FunctionGraph, or an object that "
+                    "keeps one at .function (Keras' Function), got %s%s" % (type(graph).__name__, wrapped))
 
 
 def inner_nodes(op):

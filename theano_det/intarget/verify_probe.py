@@ -61,7 +61,9 @@ REMOVED_CUDNN_CALL = re.compile(r"cudnnGetConvolutionForwardAlgorithm\s*\(")
 # build(theano, dtype, reference) -> Graph; reference=True asks for the graph the
 # reference computes (dtype is then float64), which may differ in how it is fed.
 Check = collections.namedtuple("Check", "name description uses_cudnn key_ops build")
-Graph = collections.namedtuple("Graph", "inputs outputs values")
+# mode: None for the environment's default mode; note: what the check's report should say.
+Graph = collections.namedtuple("Graph", "inputs outputs values mode note")
+Graph.__new__.__defaults__ = (None, None)
 
 
 def main(argv=None):
@@ -245,6 +247,80 @@ def conv3d_graph(theano, dtype, reference):
     return Graph([x, w, g], [dx, dw], values)
 
 
+RNN_STEPS, RNN_BATCH, RNN_INPUTS, RNN_HIDDEN = 12, 16, 24, 48
+
+
+def rnn_graph(theano, dtype, reference):
+    """A tanh RNN written with scan, MRG dropout on the recurrent state inside the loop: its
+    states and the gradients with respect to input and weights, random upstream gradient.
+    The dropout masks are drawn in float32 whatever the dtype, so the float64 reference
+    drops the same units (the draws depend only on the generator's integer state)."""
+    import numpy
+    from theano.sandbox.rng_mrg import MRG_RandomStreams
+    T = theano.tensor
+    rng = numpy.random.RandomState(SEED + 5)
+    values = [normal(rng, RNN_STEPS, RNN_BATCH, RNN_INPUTS), normal(rng, RNN_INPUTS, RNN_HIDDEN) * 0.2,
+              normal(rng, RNN_HIDDEN, RNN_HIDDEN) * 0.2, normal(rng, RNN_STEPS, RNN_BATCH, RNN_HIDDEN)]
+    x, g = T.tensor3("x", dtype), T.tensor3("g", dtype)
+    w_in, w_rec = T.matrix("w_in", dtype), T.matrix("w_rec", dtype)
+    streams = MRG_RandomStreams(seed=SEED)
+
+    def step(x_t, h_previous):
+        keep = T.cast(streams.uniform(size=h_previous.shape, dtype="float32") < 0.8, dtype)
+        return T.tanh(T.dot(x_t, w_in) + T.dot(h_previous * keep, w_rec))
+
+    # scan's gradient gives the random state's (integer) loop a floatX initial gradient, which
+    # it then refuses to mix with the float64 reference's: build with floatX = dtype.
+    with floatx(theano, dtype):
+        states, _ = theano.scan(step, sequences=x, outputs_info=T.zeros((x.shape[1], RNN_HIDDEN), dtype))
+        dx, dw_in, dw_rec = theano.grad((states * g).sum(), [x, w_in, w_rec])
+    mode, note = scan_loop_mode(theano, reference)
+    return Graph([x, w_in, w_rec, g], [states, dx, dw_in, dw_rec], values, mode, note)
+
+
+class floatx(object):
+    """theano.config.floatX set to `dtype` while a graph is built (Theano 0.8+'s change_flags)."""
+
+    def __init__(self, theano, dtype):
+        change_flags = getattr(theano, "change_flags", None) or getattr(theano.configparser, "change_flags", None)
+        self.context = change_flags(floatX=dtype) if change_flags is not None else None
+
+    def __enter__(self):
+        return self.context.__enter__() if self.context is not None else None
+
+    def __exit__(self, *error):
+        return self.context.__exit__(*error) if self.context is not None else False
+
+
+_scan_loop = {}
+
+
+def scan_loop_mode(theano, reference):
+    """(mode, note): scan's compiled C loop where it builds; else its Python loop (Scan.execute,
+    what Theano falls back to when it has no C compiler), which needs the Python linker: with
+    the C linker, a C loop that fails to compile (Theano <= 1.0.5's scan_perform.c on Python
+    3.11) fails the whole function."""
+    if "problem" not in _scan_loop:
+        try:
+            try:
+                from theano.scan_module import scan_perform_ext  # noqa: F401  (compiles on first import)
+            except ImportError as error:
+                if "scan_module" not in str(error):
+                    raise
+                from theano.scan import scan_perform_ext  # noqa: F401  (Theano-PyMC)
+            _scan_loop["problem"] = None
+        except Exception as error:
+            _scan_loop["problem"] = one_line(error)
+    problem = _scan_loop["problem"]
+    if problem is None:
+        return None, "scan loop: C (scan_perform)"
+    base = theano.compile.mode.get_mode("FAST_RUN" if reference else None)
+    mode = theano.compile.mode.Mode(linker="py", optimizer=getattr(base, "provided_optimizer", base.optimizer))
+    note = ("scan loop: Python (Scan.execute, outer graph with the Python linker): scan's C loop "
+            "cannot be built here: %s" % problem)
+    return mode, note
+
+
 def selftest_graph(kind):
     def build(theano, dtype, reference):
         import numpy
@@ -292,6 +368,8 @@ CHECKS = (
           r"IncSubtensor", embedding_graph),
     Check("mrg_uniform", "a draw from a seeded MRG_RandomStreams", False, r"(?i)mrg", mrg_graph),
     Check("conv3d_grad", "conv3d gradients (input, weights)", True, r"Conv|Corr", conv3d_graph),
+    Check("rnn_dropout", "an RNN (scan) forward and gradients with MRG dropout inside the loop", False,
+          r"(?i)scan|mrg", rnn_graph),
 )
 SELFTESTS = {
     "nondeterministic": Check("selftest_nondeterministic", "self-test: an op that adds random noise",
@@ -351,9 +429,11 @@ def run_check(theano, check, repeat, exclude_cudnn=False, reraise=True):
         graph = check.build(theano, dtype, False)
     except NotRunnable as refusal:
         return not_runnable(check.name, check.description, refusal.reason, refusal.fix)
-    mode = theano.compile.mode.get_default_mode()
+    mode = graph.mode or theano.compile.mode.get_default_mode()
     if exclude_cudnn:
         mode = mode.excluding("cudnn")
+    if graph.note:
+        result["note"] = graph.note
     values = [cast(value, dtype) for value in graph.values]
     try:
         function = theano.function(graph.inputs, graph.outputs, mode=mode, no_default_updates=True)
@@ -389,7 +469,7 @@ def compare_with_reference(theano, check, dtype, outputs, result):
     import numpy
     graph = check.build(theano, "float64", True)
     values = [cast(cast(value, dtype), "float64") for value in graph.values]
-    mode = theano.compile.mode.get_mode("FAST_RUN").excluding("gpuarray", "gpu", "cudnn")
+    mode = (graph.mode or theano.compile.mode.get_mode("FAST_RUN")).excluding("gpuarray", "gpu", "cudnn")
     function = theano.function(graph.inputs, graph.outputs, mode=mode, no_default_updates=True)
     expected = [numpy.asarray(out) for out in function(*values)]
     worst, matches = 0.0, len(expected) == len(outputs)

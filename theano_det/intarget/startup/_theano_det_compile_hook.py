@@ -22,12 +22,12 @@ _hooked = []  # the FunctionMaker classes already wrapped
 
 def add_listener(listener):
     """Call `listener` for every function compiled from now on (Theano imported now or later)."""
-    import _theano_det_rngseed  # its after-import watcher (importing it seeds nothing)
+    from _theano_det_imports import after_import
 
     if listener not in _listeners:
         _listeners.append(listener)
     for name in MAKER_MODULES:
-        _theano_det_rngseed.after_import(name, _wrap_module)
+        after_import(name, _wrap_module, "hook the compiler of")
 
 
 def _wrap_module(module):

@@ -19,14 +19,21 @@ What is seeded, and from what:
   and drops it; the compiled graph keeps the state): each by its order of
   creation.
 - Lasagne's `get_rng()` when it is a RandomState of its own.
+- Python's `random` in every child made by fork() (multiprocessing's default on
+  Linux), which CPython reseeds from OS entropy: with a seed derived from the seed
+  and the child's place in the process tree (its order of creation among its
+  parent's children, the parent's among its own, ...). Python 3.7+
+  (os.register_at_fork); numpy's state is inherited from the parent, as without us.
 """
 
 import functools
 import gc
+import os
 import random
 import sys
 import threading
-import warnings
+
+from _theano_det_imports import after_import
 
 NAME = "_theano_det_rngseed"
 
@@ -158,68 +165,6 @@ def stream_classes():
 # --- acting when a module is imported -----------------------------------------------
 
 
-# Plain classes, not importlib.abc's: importing that module costs more than the rest of
-# the bootstrap, in every Python process under `theano-det run`.
-class _AfterImport(object):
-    """A meta path finder that runs a callback right after a watched module has been executed."""
-
-    def __init__(self):
-        self.callbacks = {}
-
-    def find_spec(self, name, path, target=None):
-        if name not in self.callbacks:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(name, path, target)
-            if spec is not None:
-                if spec.loader is None or not hasattr(spec.loader, "exec_module"):
-                    return None
-                spec.loader = _CallbackLoader(spec.loader, self.callbacks[name])
-                return spec
-        return None
-
-
-class _CallbackLoader(object):
-    def __init__(self, loader, callback):
-        self.loader = loader
-        self.callback = callback
-
-    def create_module(self, spec):
-        create = getattr(self.loader, "create_module", None)
-        return create(spec) if create is not None else None
-
-    def exec_module(self, module):
-        # The module keeps its real loader (pickling, tracebacks and reloads use it).
-        module.__loader__ = self.loader
-        if getattr(module, "__spec__", None) is not None:
-            module.__spec__.loader = self.loader
-        self.loader.exec_module(module)
-        self.callback(module)
-
-
-_watcher = _AfterImport()
-
-
-def after_import(module_name, callback):
-    """Call `callback(module)` now if the module is imported, else right after its import."""
-    module = sys.modules.get(module_name)
-    if module is not None:
-        _safely(callback, module)
-        return
-    _watcher.callbacks[module_name] = lambda loaded: _safely(callback, loaded)
-    if _watcher not in sys.meta_path:
-        sys.meta_path.insert(0, _watcher)
-
-
-def _safely(callback, module):
-    try:
-        callback(module)
-    except Exception as error:  # a seeding failure must be seen, not break the user's import
-        warnings.warn("theano-det could not seed %s: %r" % (module.__name__, error), RuntimeWarning)
-
-
 def _seed_numpy(numpy):
     numpy.random.seed(_seed % NUMPY_SEED_LIMIT)
 
@@ -250,7 +195,44 @@ def activate(seed):
         after_import("numpy", _seed_numpy)
         for module_name in sorted(STREAM_CLASSES):
             after_import(module_name, _patch_module_streams)
+        reseed_random_in_forked_children()
         return report
+
+
+# This process's place among fork()ed processes: "" for the one that activated, "/2/0" for the
+# first child of its third child; and how many children it has forked so far.
+_fork = {"lineage": "", "children": 0, "hooked": False}
+
+
+def reseed_random_in_forked_children():
+    """After each fork(), reseed the child's `random` from the seed and the child's lineage."""
+    if _fork["hooked"]:
+        return
+    if not hasattr(os, "register_at_fork"):  # Python < 3.7: say so when the program can fork
+        after_import("multiprocessing", _say_fork_not_reseeded, "warn about")
+        _fork["hooked"] = True
+        return
+    # Called after CPython's own reseeding of `random` (registered when `random` was imported).
+    os.register_at_fork(after_in_parent=_count_child, after_in_child=_reseed_child)  # novermin (guarded above)
+    _fork["hooked"] = True
+
+
+def _count_child():
+    _fork["children"] += 1
+
+
+def _reseed_child():
+    # The child sees the count as it was at fork(): its own number among its siblings.
+    _fork["lineage"] += "/%d" % _fork["children"]
+    _fork["children"] = 0
+    if _seed is not None:
+        random.seed(derive(_seed, "fork" + _fork["lineage"], 0, NUMPY_SEED_LIMIT))
+
+
+def _say_fork_not_reseeded(module):
+    sys.stderr.write("theano-det: Python %d.%d has no os.register_at_fork: `random` in fork()ed "
+                     "children (multiprocessing) is not reseeded and differs from run to run\n"
+                     % sys.version_info[:2])
 
 
 def created_streams():

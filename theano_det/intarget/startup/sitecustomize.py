@@ -5,7 +5,8 @@ imports this file as `sitecustomize` before the user's program starts. It
 reads what `run` decided from the environment:
 
     THEANO_DET_SEED    seed `random`, numpy and every Theano stream (absent: no seeding)
-    THEANO_DET_COMPAT  "0" turns the legacy aliases off (see _theano_det_compat.py)
+    THEANO_DET_COMPAT  "0" turns the legacy aliases and shims off (see _theano_det_compat.py
+                       and _theano_det_legacy.py)
     THEANO_DET_TRACE   `theano-det trace`: fingerprint every node (see _theano_det_trace.py)
     THEANO_DET_AUDIT   `theano-det audit`: audit every compiled function (see _theano_det_audit.py)
 
@@ -20,10 +21,15 @@ COMPAT_VARIABLE = "THEANO_DET_COMPAT"
 
 
 def start():
-    try:
-        if os.environ.get(COMPAT_VARIABLE, "1") != "0":
+    if os.environ.get(COMPAT_VARIABLE, "1") != "0":
+        try:
             import _theano_det_compat
             _theano_det_compat.apply()
+            import _theano_det_legacy
+            _theano_det_legacy.apply()
+        except Exception as error:  # the program runs as it would without them
+            sys.stderr.write("theano-det: the legacy aliases and shims could not be set up: %r\n" % (error,))
+    try:
         seed = os.environ.get(SEED_VARIABLE)
         if seed is not None:
             import _theano_det_rngseed
