@@ -82,6 +82,7 @@ def status(target: Target, environ=None) -> Report:
     report = Report(target, "status", files=plans)
     report.interrupted = bool(manifest and manifest.state == "applying")
     report.notes += left_out_notes(target, catalogue, declined)
+    report.notes += unknown_file_notes(target, catalogue, enabled_patches(catalogue, declined), manifest)
     written = tuple(record.path for record in manifest.config.values()) if manifest else ()
     report.config_status = effective_config.evaluate(target, environ, written=written)
     return report
@@ -94,6 +95,12 @@ def left_out_notes(target: Target, catalogue: list, declined: list) -> list:
         for patch in catalogue
         if patch.group in declined and patch.applies_to(target.package_dir)
     ]
+
+
+def unknown_file_notes(target: Target, catalogue: list, enabled: set, manifest: Manifest | None) -> list:
+    """Files that a patch pins to released versions but that hold something else: left alone."""
+    return [f"{relative}: left alone: {reason}"
+            for relative, reason in sourceplan.unknown_files(target.package_dir, catalogue, enabled, manifest)]
 
 
 def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool = True,
@@ -155,6 +162,7 @@ def plan_patch(target, catalogue, enabled, manifest, mode, force) -> Report:
             for plan in plans
         ]
     report = Report(target, mode, files=plans)
+    report.notes += unknown_file_notes(target, catalogue, enabled, manifest)
     report.changed = [plan.relative for plan in plans if plan.needs_write]
     report.interrupted = bool(manifest and manifest.state == "applying")
     return report
