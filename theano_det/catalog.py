@@ -57,6 +57,13 @@ class Patch:
     def applies_to(self, package_dir: Path) -> bool:
         return all((Path(package_dir) / relative).is_file() for relative in self.only_if_present)
 
+    def has_files_in(self, package_dir: Path) -> bool:
+        """Would this patch change something here: its layout, and a file of a release it knows?"""
+        return self.applies_to(package_dir) and any(
+            (Path(package_dir) / spec.path).is_file() and spec.knows((Path(package_dir) / spec.path).read_bytes())
+            for spec in self.files
+        )
+
     def options_for(self, relative_path: str) -> dict:
         spec = self.file_spec(relative_path)
         return {**self.options, **spec.options} if spec else dict(self.options)

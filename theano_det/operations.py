@@ -93,7 +93,7 @@ def left_out_notes(target: Target, catalogue: list, declined: list) -> list:
     return [
         f"{patch.id}: left out (--no-{patch.group}); `theano-det patch` applies it"
         for patch in catalogue
-        if patch.group in declined and patch.applies_to(target.package_dir)
+        if patch.group in declined and patch.has_files_in(target.package_dir)
     ]
 
 
