@@ -36,6 +36,8 @@ def lstm_step_and_gradient(dtype):
 def scan_loops(function):
     """'c' or 'python' for each Scan node's thunk of a compiled function."""
     loops = []
+    if not hasattr(function.fn, "nodes"):  # linker=py: a plain function, the loop is Scan.execute
+        return ["python (linker=py)"]
     for node, thunk in zip(function.fn.nodes, function.fn.thunks):
         if isinstance(node.op, Scan):
             loops.append("python" if getattr(thunk.perform, "__name__", "") == "execute" else "c")
