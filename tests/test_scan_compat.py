@@ -166,9 +166,9 @@ def test_scan_runs_its_c_loop_with_the_same_bits_as_its_python_loop(release_copy
 THEANO_SCAN_TESTS = " or ".join([
     "test_one_sequence_one_output_weights", "test_multiple_inputs_multiple_outputs",
     "test_using_taps_input_output", "test_past_future_taps_shared", "test_shared_arguments_with_updates",
-    "test_grad_one_output", "test_grad_multiple_outs_taps", "test_random_using_updates",
+    "test_grad_one_output", "test_grad_multiple_outs_taps", "test_simple_shared_mrg_random",
     "test_while0", "test_map", "test_reduce", "test_foldl_memory_consumption",
-    "test_inner_grad", "test_scan_output_padding", "test_grad_dtype_change",
+    "test_grad_two_scans", "test_scan_output_padding", "test_grad_dtype_change",
 ])
 
 
