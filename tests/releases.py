@@ -53,6 +53,25 @@ DEV20_FILES = [
 # Releases with gpuarray/c_code/ (Theano 1.0.x's layout), which the cuDNN 8/9 compat patch edits.
 CUDNN_COMPAT_RELEASES = ["1.0.0", "1.0.1", "1.0.2", "1.0.3", "1.0.4", "1.0.5", "pymc-1.1.2"]
 
+# Where each release keeps scan's Cython-generated C loop, which the scan-py311 compat
+# patches edit (Cython 0.25.2: 0.9.0 - 1.0.2; 0.28.5: 1.0.3 - 1.0.5; 0.29.21: Theano-PyMC).
+SCAN_PY311_FILES = {
+    "0.9.0": "scan_module/scan_perform.c",
+    "1.0.0": "scan_module/c_code/scan_perform.c",
+    "1.0.1": "scan_module/c_code/scan_perform.c",
+    "1.0.2": "scan_module/c_code/scan_perform.c",
+    "1.0.3": "scan_module/c_code/scan_perform.c",
+    "1.0.4": "scan_module/c_code/scan_perform.c",
+    "1.0.5": "scan_module/c_code/scan_perform.c",
+    "pymc-1.1.2": "scan/c_code/scan_perform.c",
+}
+# Releases whose scan_perform.c (Cython 0.19.2, 0.23.4) no scan patch knows: left alone.
+SCAN_UNKNOWN_FILES = {"0.7.0": "scan_module/scan_perform.c", "0.8.2": "scan_module/scan_perform.c"}
+
+# Releases whose configdefaults.py the numpy-wheel-blas compat patch edits.
+NUMPY_WHEEL_BLAS_RELEASES = ["1.0.0", "1.0.1", "1.0.2", "1.0.3", "1.0.4", "1.0.5"]
+
+
 
 def download_release(name: str) -> Path:
     """The unpacked sdist of a pinned release (downloaded once by pip, hash-checked)."""

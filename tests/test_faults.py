@@ -18,9 +18,11 @@ from theano_det.errors import Refused
 from theano_det.target import describe_package
 
 REAL_REPLACE, REAL_STAGE = os.replace, transaction.stage
-# 0.9.0 has two files to patch: two backups, the manifest ("applying"), both files,
-# the manifest ("applied").
-WRITES_FOR_0_9_0 = 6
+# 0.9.0 has three files to patch (sandbox/cuda/opt.py, gpuarray/opt.py and the compat
+# patch's scan_module/scan_perform.c): three backups, the manifest ("applying"), the
+# three files, the manifest ("applied").
+FILES_OF_0_9_0 = ("sandbox/cuda/opt.py", "gpuarray/opt.py", "scan_module/scan_perform.c")
+WRITES_FOR_0_9_0 = 2 * len(FILES_OF_0_9_0) + 2
 
 
 def failing_once_at(count: int, function, make_error):
@@ -96,7 +98,7 @@ def test_sigterm_during_the_writes_rolls_back(release_copy, monkeypatch):
     def replace(source, destination):
         REAL_REPLACE(source, destination)
         calls.append(destination)
-        if len(calls) == 4:  # after the first source file was swapped in
+        if len(calls) == len(FILES_OF_0_9_0) + 2:  # after the first source file was swapped in
             os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(os, "replace", replace)
@@ -121,10 +123,10 @@ KILLED_RUN = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("kill_after", [3, 4])
+@pytest.mark.parametrize("kill_after", [len(FILES_OF_0_9_0) + 1, len(FILES_OF_0_9_0) + 2])
 def test_a_killed_run_leaves_each_file_whole_and_the_state_readable(release_copy, kill_after):
     package = release_copy("0.9.0")
-    originals = {path: (package / path).read_bytes() for path in ("sandbox/cuda/opt.py", "gpuarray/opt.py")}
+    originals = {path: (package / path).read_bytes() for path in FILES_OF_0_9_0}
     env = dict(os.environ, KILL_AFTER=str(kill_after), PYTHONPATH=str(ROOT))
     killed = subprocess.run([sys.executable, "-c", KILLED_RUN, "patch", "--theano-dir", str(package)],
                             env=env, capture_output=True, text=True)
@@ -135,8 +137,8 @@ def test_a_killed_run_leaves_each_file_whole_and_the_state_readable(release_copy
     report = json.loads(status.stdout)
     assert report["interrupted"] is True
     states = {entry["path"]: entry["state"] for entry in report["files"]}
-    patched = kill_after - 3  # writes: 2 backups, manifest, then the files
-    assert sorted(states.values()) == sorted(["patched"] * patched + ["reinstalled"] * (2 - patched))
+    patched = kill_after - len(FILES_OF_0_9_0) - 1  # writes: the backups, the manifest, then the files
+    assert sorted(states.values()) == sorted(["patched"] * patched + ["reinstalled"] * (len(FILES_OF_0_9_0) - patched))
 
     assert list(package.rglob("*.theano-det-tmp"))  # the killed run's temporaries
     assert run_cli("patch", "--theano-dir", package).returncode == 0
@@ -157,7 +159,7 @@ def test_concurrent_patch_runs_never_interleave(release_copy):
     outputs = [run.communicate(timeout=600) for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0, 0], [err for _, err in outputs]
     changed = [json.loads(out)["changed"] for out, _ in outputs]
-    assert sorted(map(len, changed)) == [0, 0, 0, 2]  # exactly one run wrote
+    assert sorted(map(len, changed)) == [0, 0, 0, len(FILES_OF_0_9_0)]  # exactly one run wrote
     assert run_cli("status", "--theano-dir", package).returncode == 0
     assert run_cli("unpatch", "--theano-dir", package).returncode == 0
 

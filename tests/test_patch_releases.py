@@ -10,7 +10,8 @@ import re
 import pytest
 
 from conftest import run_cli
-from releases import CUDNN_COMPAT_RELEASES, DEV20_FILES, RELEASES
+from releases import (CUDNN_COMPAT_RELEASES, DEV20_FILES, NUMPY_WHEEL_BLAS_RELEASES, RELEASES, SCAN_PY311_FILES,
+                      SCAN_UNKNOWN_FILES)
 from theano_det import catalog
 from theano_det.transforms import python_tokens
 
@@ -47,9 +48,17 @@ def dev20_calls(source: bytes) -> list:
     return names
 
 
-def compat_files() -> set:
-    """Files of the cuDNN compatibility patch (tested on their own in test_cudnn_compat)."""
-    return {spec.path for patch in catalog.load_all() if patch.group == "compat" for spec in patch.files}
+def compat_files(name: str) -> set:
+    """Files the compatibility patches change in release `name` (each patch is tested on its
+    own in test_cudnn_compat and test_scan_compat)."""
+    files = set()
+    if name in CUDNN_COMPAT_RELEASES:
+        files |= {spec.path for patch in catalog.load_all() if patch.id == "cudnn-compat" for spec in patch.files}
+    if name in SCAN_PY311_FILES:
+        files.add(SCAN_PY311_FILES[name])
+    if name in NUMPY_WHEEL_BLAS_RELEASES:
+        files.add("configdefaults.py")
+    return files
 
 
 def only_names_changed(before: bytes, after: bytes) -> bool:
@@ -78,9 +87,10 @@ def test_patch_then_unpatch_a_release(release_copy, name):
         assert patched.count(b"_dev20") == original.count(b"_dev20") - expected[path]
     after = tree_hashes(package.parent)
     changed = {path for path in after if after[path] != pristine.get(path)}
-    compat = compat_files() if name in CUDNN_COMPAT_RELEASES else set()
     assert {path for path in changed if not path.startswith("theano/.theano-det/")} == {
-        f"theano/{path}" for path in set(expected) | compat}
+        f"theano/{path}" for path in set(expected) | compat_files(name)}
+    if name in SCAN_UNKNOWN_FILES:  # a scan_perform.c no patch knows: left alone, and said so
+        assert f"{SCAN_UNKNOWN_FILES[name]}: left alone: not a release of this file" in "\n".join(report["notes"])
 
     again = run_cli("patch", "--theano-dir", package, "--json")
     assert again.returncode == 0

@@ -5,6 +5,7 @@ A patch file says what to change and why; code elsewhere only interprets it.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ else:  # pragma: no cover - exercised on Python 3.9/3.10 only
 
 # Keys of a `[[files]]` entry that the engine reads; any other key is an option of the
 # patch's transform for that file alone (e.g. the `edits` of an anchored-text patch).
-FILE_KEYS = ("path", "expected_sites", "seen_in")
+FILE_KEYS = ("path", "expected_sites", "seen_in", "sha256")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,13 @@ class FileSpec:
     expected_sites: int
     seen_in: tuple = ()
     options: dict = field(default_factory=dict)  # transform options for this file only
+    # The released files this entry is written for (sha256 of each). Empty: any file
+    # whose sites match. Otherwise a file holding anything else is left alone with a
+    # note instead of refused: the patch is optional there (e.g. a compat patch).
+    sha256: tuple = ()
+
+    def knows(self, content: bytes) -> bool:
+        return not self.sha256 or hashlib.sha256(content).hexdigest() in self.sha256
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,13 @@ class Patch:
 
     def applies_to(self, package_dir: Path) -> bool:
         return all((Path(package_dir) / relative).is_file() for relative in self.only_if_present)
+
+    def has_files_in(self, package_dir: Path) -> bool:
+        """Would this patch change something here: its layout, and a file of a release it knows?"""
+        return self.applies_to(package_dir) and any(
+            (Path(package_dir) / spec.path).is_file() and spec.knows((Path(package_dir) / spec.path).read_bytes())
+            for spec in self.files
+        )
 
     def options_for(self, relative_path: str) -> dict:
         spec = self.file_spec(relative_path)
@@ -97,4 +112,5 @@ def file_spec(entry: dict, transform: str) -> FileSpec:
         if expected is not None and int(expected) != counted:
             raise ValueError(f"{entry['path']}: expected_sites is {expected}, but its edits add up to {counted}")
         expected = counted
-    return FileSpec(entry["path"], int(expected), tuple(entry.get("seen_in", ())), options)
+    return FileSpec(entry["path"], int(expected), tuple(entry.get("seen_in", ())), options,
+                    tuple(entry.get("sha256", ())))

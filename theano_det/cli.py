@@ -102,7 +102,8 @@ def cli():
 @click.option("--lock-timeout", default=60.0, show_default=True, metavar="SECONDS", type=float, callback=seconds,
               help="How long to wait for another theano-det run on the same Theano.")
 @click.option("--no-compat", "no_compat", is_flag=True,
-              help="Leave out the compatibility patches (cuDNN 8/9 for Theano 1.0.x's convolutions).")
+              help="Leave out the compatibility patches (cuDNN 8/9 convolutions, scan's C loop on "
+                   "Python 3.11, numpy's bundled BLAS; see docs/patches.md).")
 @click.option("--no-config", is_flag=True,
               help="Do not write the deterministic settings into a Theano config file.")
 @click.option("--config-file", metavar="PATH", type=click.Path(dir_okay=False),

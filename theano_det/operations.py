@@ -91,6 +91,7 @@ def status(target: Target, environ=None) -> Report:
     if any(plan.state == sourceplan.MISSING for plan in plans):
         report.notes.append(f"hint: reinstall Theano ({reinstall_command(target)}) to get the missing files "
                             "back, then run theano-det patch")
+    report.notes += unknown_file_notes(target, catalogue, enabled_patches(catalogue, declined), manifest)
     written = tuple(record.path for record in manifest.config.values()) if manifest else ()
     report.config_status = effective_config.evaluate(target, environ, written=written)
     return report
@@ -101,8 +102,14 @@ def left_out_notes(target: Target, catalogue: list, declined: list) -> list:
     return [
         f"{patch.id}: left out (--no-{patch.group}); `theano-det patch` applies it"
         for patch in catalogue
-        if patch.group in declined and patch.applies_to(target.package_dir)
+        if patch.group in declined and patch.has_files_in(target.package_dir)
     ]
+
+
+def unknown_file_notes(target: Target, catalogue: list, enabled: set, manifest: Manifest | None) -> list:
+    """Files that a patch pins to released versions but that hold something else: left alone."""
+    return [f"{relative}: left alone: {reason}"
+            for relative, reason in sourceplan.unknown_files(target.package_dir, catalogue, enabled, manifest)]
 
 
 def patch(target: Target, mode: str = WRITE, force: bool = False, compat: bool = True,
@@ -170,6 +177,7 @@ def plan_patch(target, catalogue, enabled, manifest, mode, force) -> Report:
             for plan in plans
         ]
     report = Report(target, mode, files=plans)
+    report.notes += unknown_file_notes(target, catalogue, enabled, manifest)
     report.changed = [plan.relative for plan in plans if plan.needs_write]
     report.interrupted = bool(manifest and manifest.state == "applying")
     return report

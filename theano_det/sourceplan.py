@@ -103,8 +103,28 @@ def plan_files(package_dir: Path, catalogue: list, enabled: set, manifest: Manif
 
     `catalogue` is every known patch; `enabled` the ids this run applies. Patches
     recorded for a file stay applied even when not enabled now (e.g. `--no-compat`
-    after an earlier full patch).
+    after an earlier full patch). A file that a patch pins to released versions
+    (sha256) but that holds something else is not planned: see `unknown_files`.
     """
+    return [
+        plan_file(package_dir, relative, current, wanted, record)
+        for relative, current, wanted, _, record in candidates(package_dir, catalogue, enabled, manifest)
+        if wanted
+    ]
+
+
+def unknown_files(package_dir: Path, catalogue: list, enabled: set, manifest: Manifest | None) -> list:
+    """(relative path, reason) for each file left alone because no pinned release of it matches."""
+    return [
+        (relative, f"not a release of this file that {', '.join(unknown)} knows "
+                   f"(sha256 {sha256_bytes(current)[:16]}...); left as it is")
+        for relative, current, wanted, unknown, _ in candidates(package_dir, catalogue, enabled, manifest)
+        if unknown and not wanted
+    ]
+
+
+def candidates(package_dir: Path, catalogue: list, enabled: set, manifest: Manifest | None):
+    """(relative, current bytes, patches to apply, ids of patches that do not know it, record) per file."""
     records = manifest.files if manifest else {}
     # A patch for another layout (e.g. the 1.0.x cuDNN patch on 0.9) leaves its files alone,
     # unless the manifest says it was applied: then its files are planned like any other.
@@ -114,7 +134,6 @@ def plan_files(package_dir: Path, catalogue: list, enabled: set, manifest: Manif
     for patch in catalogue:
         relatives += [spec.path for spec in patch.files if spec.path not in relatives]
     relatives += [relative for relative in records if relative not in relatives]
-    plans = []
     for relative in relatives:
         path = Path(package_dir) / relative
         record = records.get(relative)
@@ -132,8 +151,11 @@ def plan_files(package_dir: Path, catalogue: list, enabled: set, manifest: Manif
         wanted = [patch for patch in catalogue if patch.file_spec(relative) and patch.id in enabled | recorded]
         if not wanted:  # only patches left out of this run (--no-compat) touch it
             continue
-        plans.append(plan_file(package_dir, relative, path.read_bytes(), wanted, record))
-    return plans
+        current = path.read_bytes()
+        # A patch recorded for the file knew its original when it was applied.
+        unknown = [patch.id for patch in wanted
+                   if patch.id not in recorded and not patch.file_spec(relative).knows(current)]
+        yield relative, current, [patch for patch in wanted if patch.id not in unknown], unknown, record
 
 
 def plan_file(package_dir: Path, relative: str, current: bytes, wanted: list, record) -> FilePlan:
