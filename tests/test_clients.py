@@ -39,18 +39,6 @@ KERAS_1 = ("keras==1.2.2", "d2b18c4336eb9c4f0d03469870257efa7980a9b036c9d46dcf4d
 LASAGNE = ("lasagne==0.1", "3c634ecab67e43e4f18520932bfd88bd3c678ec723c48177f18799dab2411233")
 
 
-class ScanCLoopMissing(AssertionError):
-    """The client failed because scan's C loop does not compile (Theano 1.0.5 on Python 3.11)."""
-
-
-# Until the scan_perform.c patch (issue 12, part 1) is in patches/, `theano-det patch` leaves
-# scan's C loop broken on Python 3.11 and every scan fails to compile with the C linker.
-# strict: the moment the patch lands these pass, fail as XPASS, and the marker must go.
-SCAN_PATCH_PENDING = pytest.mark.xfail(
-    sys.version_info >= (3, 11), raises=ScanCLoopMissing, strict=True,
-    reason="needs the scan_perform.c patch for Python 3.11 (issue 12 part 1, patches/)")
-
-
 @dataclass(frozen=True)
 class Client:
     name: str
@@ -61,14 +49,13 @@ class Client:
 
 MATRIX = [
     pytest.param(Client("Keras", "keras2_lstm.py", "Embedding + LSTM + Dropout", {"KERAS_BACKEND": "theano"}),
-                 marks=SCAN_PATCH_PENDING, id="keras2-lstm"),
+                 id="keras2-lstm"),
     pytest.param(Client("Keras", "keras2_embedding.py", "Embedding + Dropout", {"KERAS_BACKEND": "theano"}),
                  id="keras2-embedding"),
     pytest.param(Client("Keras", "keras1_conv1d.py", "Embedding + Conv1D + Dropout", {"KERAS_BACKEND": "theano"}),
                  id="keras1-conv1d"),
     pytest.param(Client("Lasagne", "lasagne_conv.py", "conv + max-pool + dropout", {}), id="lasagne-conv"),
-    pytest.param(Client("Theano", "theano_rnn.py", "scan RNN + MRG dropout", {}),
-                 marks=SCAN_PATCH_PENDING, id="theano-rnn"),
+    pytest.param(Client("Theano", "theano_rnn.py", "scan RNN + MRG dropout", {}), id="theano-rnn"),
 ]
 
 
@@ -114,8 +101,6 @@ def train(client: Client, env: dict, seed: int) -> tuple:
     started = time.monotonic()
     done = run_cli("run", "--seed", seed, "--", sys.executable, CLIENTS / client.program, env=env)
     seconds = time.monotonic() - started
-    if done.returncode != 0 and "longintrepr.h" in done.stderr:
-        raise ScanCLoopMissing(done.stderr[-3000:])
     assert done.returncode == 0, done.stderr
     version, digest = done.stdout.split()[-2:]
     return version, digest, seconds
