@@ -12,7 +12,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from theano_det import catalog
+from theano_det.patching import catalog
 
 OPT_PY = b'''from theano.gpuarray.subtensor import GpuAdvancedIncSubtensor1, GpuAdvancedIncSubtensor1_dev20
 

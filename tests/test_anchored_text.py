@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from theano_det import catalog, transforms
-from theano_det.transforms import anchored_text
+from theano_det.patching import catalog
+from theano_det.patching import transforms
+from theano_det.patching.transforms import anchored_text
 
 C_SOURCE = b"""int f(void) {
   algo = ALGO_0;

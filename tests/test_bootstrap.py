@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from theano_det.seeding import STARTUP_DIR
+from theano_det.seeding.in_process import STARTUP_DIR
 
 INTARGET = STARTUP_DIR.parent
 

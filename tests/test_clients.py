@@ -167,7 +167,7 @@ def test_keras_1_and_lasagne_0_1_need_the_legacy_shims(library_folders):
 def test_seed_all_under_run_shares_the_bootstraps_state_and_reports_keras(library_folders):
     env = dict(os.environ, PYTHONPATH=str(library_folders["keras2_embedding.py"]), KERAS_BACKEND="theano")
     program = ("import keras, theano_det, _theano_det_rngseed as bootstrap_copy\n"
-               "from theano_det.seeding import startup_module\n"
+               "from theano_det.seeding.in_process import startup_module\n"
                "assert startup_module('_theano_det_rngseed') is bootstrap_copy\n"
                "print([item.what for item in theano_det.seed_all(1, hashseed='ignore').seeded])")
     done = run_cli("run", "--seed", 1, "--", sys.executable, "-c", program, env=env)

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from conftest import THEANO_COMPILEDIR, run_cli
-from theano_det import comparison
+from theano_det.verification import comparison
 
 CHECKS = ("--check", "mrg_uniform", "--check", "maxpool2d")  # two quick checks
 

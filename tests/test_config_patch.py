@@ -17,9 +17,10 @@ from conftest import run_cli
 from test_bad_inputs import assert_clean_refusal, run_on_read_only
 from test_patch_releases import tree_hashes
 from test_theanorc import REALISTIC, config_files
-from theano_det import configfile, manifest as manifests
-from theano_det.manifest import Manifest
-from theano_det.transaction import Transaction
+from theano_det.config import configfile
+from theano_det.patching import manifest as manifests
+from theano_det.patching.manifest import Manifest
+from theano_det.patching.transaction import Transaction
 
 ORIGINAL_LINE = "algo_bwd_filter = none"
 

@@ -91,8 +91,9 @@ def test_a_config_file_replaced_by_a_fifo_after_patching_is_left_alone_by_unpatc
 
 def recorded_config(release, tmp_path, text: bytes | None):
     """(rc, manifest, state folder) after writing our settings into rc, as patch records them."""
-    from theano_det import configfile, manifest as manifests
-    from theano_det.transaction import Transaction
+    from theano_det.config import configfile
+    from theano_det.patching import manifest as manifests
+    from theano_det.patching.transaction import Transaction
 
     rc, state = tmp_path / "theanorc", tmp_path / "state"
     if text is not None:
@@ -107,7 +108,7 @@ def recorded_config(release, tmp_path, text: bytes | None):
 
 @pytest.mark.parametrize("replace", ["remove", "fifo", "folder"])
 def test_a_recorded_config_file_that_is_gone_or_no_longer_a_file_is_left_alone(release, tmp_path, replace):
-    from theano_det import configfile
+    from theano_det.config import configfile
 
     rc, manifest, state = recorded_config(release, tmp_path, REALISTIC.encode())
     rc.unlink()
@@ -153,7 +154,7 @@ def test_a_latin1_byte_in_the_config_file_is_refused_by_patch_and_status_with_it
 
 
 def test_the_encoding_is_the_one_the_target_interpreter_reads_with(release, tmp_path):
-    from theano_det import configfile
+    from theano_det.config import configfile
     from theano_det.errors import Refused
 
     rc = tmp_path / "theanorc"
@@ -313,7 +314,8 @@ KEY_FIELDS = ["section", "option", "key", "value", "previous", "previous_lines",
 @given(data=st.data())
 def test_no_config_record_makes_unpatch_touch_anything_but_the_recorded_file_and_the_package(
         patched_world, tmp_path, data):
-    from theano_det import configfile, manifest as manifests
+    from theano_det.config import configfile
+    from theano_det.patching import manifest as manifests
     from theano_det.cli import main
     from theano_det.errors import Refused
 

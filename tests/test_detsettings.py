@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from releases import RELEASES
-from theano_det import detsettings
-from theano_det.detsettings import merge_excluding, split_excluding, unmerge_excluding
+from theano_det.config import detsettings
+from theano_det.config.detsettings import merge_excluding, split_excluding, unmerge_excluding
 
 CONV = {"dnn.conv.algo_bwd_filter": "deterministic", "dnn.conv.algo_bwd_data": "deterministic"}
 EXPECTED_FLAGS = {

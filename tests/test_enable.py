@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 import theano_det
-from theano_det import auditor
+from theano_det.verification import auditor
 from theano_det.intarget import graph_audit
 
 

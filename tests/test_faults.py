@@ -13,9 +13,10 @@ import pytest
 
 from conftest import ROOT, run_cli
 from test_patch_releases import tree_hashes
-from theano_det import operations, transaction
+from theano_det import operations
+from theano_det.patching import transaction
 from theano_det.errors import Refused
-from theano_det.target import describe_package
+from theano_det.patching.target import describe_package
 
 REAL_REPLACE, REAL_STAGE = os.replace, transaction.stage
 # 0.9.0 has three files to patch (sandbox/cuda/opt.py, gpuarray/opt.py and the compat
@@ -59,7 +60,8 @@ def test_a_failure_at_any_write_leaves_the_tree_pristine(release_copy, monkeypat
 
 DISK_FULL_RUN = textwrap.dedent("""
     import errno, sys
-    from theano_det import cli, transaction
+    from theano_det import cli
+    from theano_det.patching import transaction
     real = transaction.stage
     def stage(target, data, mode=None):
         if target.name == "opt.py":

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 import theano_det
-from theano_det.auditor import Finding, NondeterministicOpError
+from theano_det.verification.auditor import Finding, NondeterministicOpError
 from theano_det.intarget import graph_audit
 
 HERE = __file__

@@ -6,6 +6,8 @@ tools/known_files.py writes from them, and the fast path must return the same re
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 import importlib.util
 import subprocess
 import sys
@@ -13,8 +15,11 @@ import sys
 import pytest
 
 from conftest import ROOT
-from theano_det import catalog, detsettings, known_files, transforms
-from theano_det.transforms import python_calls
+from theano_det.patching import catalog
+from theano_det.config import detsettings
+from theano_det.patching import known_files
+from theano_det.patching import transforms
+from theano_det.patching.transforms import python_calls
 
 
 def load_tool():
@@ -50,7 +55,8 @@ def test_the_table_is_what_the_tool_writes_from_the_pinned_releases(full_results
 def test_the_settings_read_from_every_release_file_are_the_parsed_ones(module_results):
     assert len(module_results) >= 30
     for label, relative, source, facts in module_results:
-        assert known_files.module_facts(relative, source) == facts, label
+        flags, optimizers, conv3d = facts
+        assert known_files.module_facts(relative, source) == ([astuple(flag) for flag in flags], optimizers, conv3d), label
         assert known_files.module_facts(relative, source + b"\n") is None, label  # an edited file is parsed
     facts = [facts for _, _, _, facts in module_results]
     assert any(flags for flags, _, _ in facts) and any(optimizers for _, optimizers, _ in facts)  # not all empty

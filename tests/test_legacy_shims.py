@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 
 from conftest import run_cli
-from theano_det.seeding import STARTUP_DIR, startup_module
+from theano_det.seeding.in_process import STARTUP_DIR, startup_module
 
 
 def run_python(program: str, *args) -> subprocess.CompletedProcess:

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import release_package
 from small_tree import TINY_FILES, make_tree, snapshot, tiny_catalogue
-from theano_det import catalog, cli
+from theano_det import cli
+from theano_det.patching import catalog
 
 VICTIM = b"a file outside the Theano package\n"
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import run_cli
 from releases import (CUDNN_COMPAT_RELEASES, DEV20_FILES, NUMPY_WHEEL_BLAS_RELEASES, RELEASES, SCAN_PY311_FILES,
                       SCAN_UNKNOWN_FILES)
-from theano_det import catalog
-from theano_det.transforms import python_tokens
+from theano_det.patching import catalog
+from theano_det.patching.transforms import python_tokens
 
 CALL_OF_DEV20 = re.compile(rb"_dev20\s*\(")
 

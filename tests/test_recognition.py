@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from theano_det import catalog, sourceplan
-from theano_det.transforms import anchored_text, python_calls, python_tokens
+from theano_det.patching import catalog
+from theano_det.patching import sourceplan
+from theano_det.patching.transforms import anchored_text, python_calls, python_tokens
 
 MARKED = "/* theano-det compat */\n#if V >= 8\n  algo = ALGO_1;\n#endif\n  algo = ALGO_0;\n"
 EDITS = {"edits": [{"name": "algo", "anchor": "  algo = ALGO_0;\n", "replacement": MARKED}]}

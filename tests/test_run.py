@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from theano_det import runner
+from theano_det.seeding import runner
 
 PROGRAMS = Path(__file__).resolve().parent / "seeding_programs"
 SOURCES = PROGRAMS / "rng_sources.py"

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import run_cli
-from theano_det import effective_config, runner
+from theano_det.config import effective_config
+from theano_det.seeding import runner
 from theano_det.errors import Refused
 
 OURS = {"dnn.conv.algo_bwd_filter": "deterministic", "dnn.conv.algo_bwd_data": "deterministic",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from theano_det.seeding import check_seed
+from theano_det.seeding.in_process import check_seed
 
 PROGRAMS = Path(__file__).resolve().parent / "seeding_programs"
 PROBE = PROGRAMS / "seed_all_probe.py"
@@ -94,7 +94,7 @@ def test_hashseed_warn_warns_when_the_interpreter_hash_seed_differs():
 def test_setting_pythonhashseed_inside_the_script_is_detected_as_not_in_effect():
     program = ("import os; os.environ['PYTHONHASHSEED'] = '7'\n"
                "import theano_det; print(theano_det.seed_all(7, hashseed='ignore') and 'ok')\n"
-               "from theano_det.hashseed import hash_seed_in_effect; print(hash_seed_in_effect(7))")
+               "from theano_det.seeding.hashseed import hash_seed_in_effect; print(hash_seed_in_effect(7))")
     done = python("-c", program)
     assert done.stdout.split() == ["ok", "False"], done.stderr
 

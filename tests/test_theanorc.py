@@ -7,9 +7,9 @@ import configparser
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from theano_det import theanorc
+from theano_det.config import theanorc
 from theano_det.errors import Refused
-from theano_det.theanorc import ConfigSyntaxError, Wanted
+from theano_det.config.theanorc import ConfigSyntaxError, Wanted
 
 OURS = [
     Wanted("dnn.conv", "algo_bwd_filter", "dnn.conv.algo_bwd_filter", "deterministic"),

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from conftest import THEANO_COMPILEDIR, run_cli
-from theano_det import trace_diff, trace_format, trace_run
+from theano_det.tracing import diff as trace_diff
+from theano_det.tracing import records as trace_format
+from theano_det.tracing import launch as trace_run
 
 PROGRAMS = Path(__file__).resolve().parent / "trace_programs"
 MLP = PROGRAMS / "mlp.py"
@@ -307,7 +309,7 @@ def test_a_keras_model_traced_with_runs_shims_is_identical_run_to_run(keras_site
 
 
 def test_the_tracer_and_auditor_import_only_the_standard_library_at_start_up():
-    from theano_det.seeding import STARTUP_DIR
+    from theano_det.seeding.in_process import STARTUP_DIR
 
     program = (
         "import sys\n"

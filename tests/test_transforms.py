@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from releases import DEV20_FILES
-from theano_det.transforms import python_calls, python_tokens
+from theano_det.patching.transforms import python_calls, python_tokens
 
 OPTIONS = {"suffix": "_dev20"}
 

@@ -14,14 +14,21 @@ from pathlib import Path
 
 import click
 
-from theano_det import __version__, configfile, operations, runner, sourceplan
-from theano_det import comparison, fsutil, trace_diff, trace_format, trace_run
+from theano_det import __version__, operations
+from theano_det.config import configfile
+from theano_det.seeding import runner
+from theano_det.patching import sourceplan
+from theano_det import fsutil
+from theano_det.verification import comparison
+from theano_det.tracing import diff as trace_diff
+from theano_det.tracing import records as trace_format
+from theano_det.tracing import launch as trace_run
 from theano_det.intarget import graph_audit
-from theano_det import verify as verification
+from theano_det.verification import verify as verification
 from theano_det.errors import CannotRun, Refused, TheanoDetError
-from theano_det.process import replace_process
-from theano_det.seeding import SEED_RANGE
-from theano_det.target import locate
+from theano_det.seeding.process import replace_process
+from theano_det.seeding.in_process import SEED_RANGE
+from theano_det.patching.target import locate
 
 # Exit codes, the same for every command (see README "Exit codes").
 OK = 0  # done, or nothing to do

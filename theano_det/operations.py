@@ -12,12 +12,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theano_det import catalog, configfile, effective_config, leftovers, manifest as manifests, sourceplan
+from theano_det.patching import catalog
+from theano_det.config import configfile
+from theano_det.config import effective_config
+from theano_det.patching import leftovers
+from theano_det.patching import manifest as manifests
+from theano_det.patching import sourceplan
 from theano_det.errors import Refused
 from theano_det.fsutil import remove_stale_bytecode, sha256_bytes
-from theano_det.manifest import FileRecord, Manifest, backup_path, inside, read_backup, state_dir
-from theano_det.target import Target
-from theano_det.transaction import Transaction, locked
+from theano_det.patching.manifest import FileRecord, Manifest, backup_path, inside, read_backup, state_dir
+from theano_det.patching.target import Target
+from theano_det.patching.transaction import Transaction, locked
 
 WRITE, DRY_RUN, CHECK = "write", "dry-run", "check"
 MANIFEST_MODE = 0o644  # readable by everyone who may run `status`

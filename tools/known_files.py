@@ -2,7 +2,7 @@
 
 For each pinned Theano release (tests/releases.py; downloaded into the test cache
 when missing) and each file a patch names, the patches are applied as `patch` applies
-them, with the real transforms; theano_det/known_files.py records the results of the
+them, with the real transforms; theano_det/patching/known_files.py records the results of the
 libcst transforms, and what detsettings finds in the files it reads, so that
 `status` and `patch` need not parse these files again.
 
@@ -23,7 +23,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from releases import RELEASES, release_package  # noqa: E402  (tests/releases.py)
 
-from theano_det import catalog, detsettings, known_files, transforms  # noqa: E402
+from theano_det import transforms  # noqa: E402
+from theano_det.patching import catalog
+from theano_det.config import detsettings
+from theano_det.patching import known_files
 
 OUTPUT = ROOT / "patches" / known_files.FILE_NAME
 

@@ -48,7 +48,7 @@ TOLERANCE = ("max |output - reference| <= rtol * max(1, max |reference|), "
 REFERENCE = "the same graph in float64 on the same inputs, compiled for the CPU (GPU optimizations excluded)"
 
 # Settings that decide which ops Theano compiles (dotted names; Theano-PyMC spells them with "__").
-# The document's status (theano_det.verify maps these to exit codes).
+# The document's status (theano_det.verification.verify maps these to exit codes).
 DETERMINISTIC, NONDETERMINISTIC, CANNOT_RUN, ERROR = "deterministic", "nondeterministic", "cannot_run", "error"
 
 SETTINGS = ("device", "floatX", "mode", "optimizer", "deterministic", "dnn.enabled",

@@ -36,7 +36,7 @@ class LocalNondeterministicOpError(Exception):
 
 def strict_error(findings, audit):
     try:
-        from theano_det.auditor import Finding, NondeterministicOpError
+        from theano_det.verification.auditor import Finding, NondeterministicOpError
         return NondeterministicOpError([Finding.from_dict(found) for found in findings])
     except Exception:  # theano-det is not importable here (another environment)
         return LocalNondeterministicOpError([audit.describe(found) for found in findings])

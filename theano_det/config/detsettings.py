@@ -28,8 +28,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theano_det import known_files
-from theano_det.target import BACKENDS
+from theano_det.patching import known_files
+from theano_det.patching.target import BACKENDS
 
 ALGO_BWD_FILTER = "dnn.conv.algo_bwd_filter"
 ALGO_BWD_DATA = "dnn.conv.algo_bwd_data"
@@ -291,7 +291,10 @@ def read_module_cached(path: str, relative: str, _size: int, _mtime_ns: int):
         return f"{path}: {error.strerror}"
     # a released file's facts come from the table of known files, without parsing it again
     known = known_files.module_facts(relative, raw)
-    return known if known is not None else module_facts(raw, relative)
+    if known is None:
+        return module_facts(raw, relative)
+    flags, optimizers, conv3d = known
+    return [Flag(*fields) for fields in flags], optimizers, conv3d
 
 
 def module_facts(raw: bytes, relative: str) -> tuple:

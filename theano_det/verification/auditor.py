@@ -129,7 +129,7 @@ def check_compiled(fgraph) -> None:
 def caller_stacklevel() -> int:
     """The warnings stacklevel of the first frame outside Theano and theano-det: the
     user's theano.function call, so that the warning names the user's line."""
-    skipped = [os.path.dirname(os.path.abspath(__file__)) + os.sep]
+    skipped = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep]
     theano = sys.modules.get("theano")
     if getattr(theano, "__file__", None):
         skipped.append(os.path.dirname(os.path.abspath(theano.__file__)) + os.sep)

@@ -10,11 +10,11 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theano_det import known_files
+from theano_det.patching import known_files
 from theano_det.errors import Refused
-from theano_det.transforms import anchored_text
+from theano_det.patching.transforms import anchored_text
 from theano_det.fsutil import sha256_bytes
-from theano_det.manifest import Manifest, backup_path, inside, read_backup, state_dir
+from theano_det.patching.manifest import Manifest, backup_path, inside, read_backup, state_dir
 
 # File states, as `status` reports them.
 PRISTINE = "pristine"  # as released: our patches not applied (pending)

@@ -16,7 +16,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theano_det import runner, trace_format
+from theano_det.seeding import runner
+from theano_det.tracing import records as trace_format
 from theano_det.errors import CannotRun, Refused
 
 TRACE_VARIABLE = "THEANO_DET_TRACE"

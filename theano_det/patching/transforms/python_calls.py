@@ -19,7 +19,7 @@ import libcst as cst
 from libcst.helpers import get_full_name_for_node
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from theano_det.transforms import Result, Site, python_tokens, sorted_sites, unreadable
+from theano_det.patching.transforms import Result, Site, python_tokens, sorted_sites, unreadable
 
 
 def apply(source: bytes, options: dict) -> Result:

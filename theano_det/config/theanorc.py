@@ -15,7 +15,7 @@ import configparser
 import re
 from dataclasses import dataclass, field
 
-from theano_det.detsettings import merge_excluding, split_excluding, unmerge_excluding
+from theano_det.config.detsettings import merge_excluding, split_excluding, unmerge_excluding
 from theano_det.errors import Refused
 
 COMMENT_PREFIXES = ("#", ";")

@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass, field
 
 from theano_det.intarget import graph_audit
-from theano_det.trace_format import Call, Function, Trace
+from theano_det.tracing.records import Call, Function, Trace
 
 IDENTICAL, DIVERGED, STRUCTURAL = "identical", "diverged", "structural"
 

@@ -16,7 +16,7 @@ import re
 import tokenize
 from dataclasses import dataclass
 
-from theano_det.transforms import Result, Site, sorted_sites, unreadable
+from theano_det.patching.transforms import Result, Site, sorted_sites, unreadable
 
 TOKEN = re.compile(
     r"""

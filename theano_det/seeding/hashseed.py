@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 from theano_det.errors import CannotRun, Refused
-from theano_det.process import replace_process
+from theano_det.seeding.process import replace_process
 
 MODES = ("warn", "reexec", "ignore")
 # Set in the environment of a re-executed process: a second mismatch there is an error, not a loop.

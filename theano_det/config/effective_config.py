@@ -16,8 +16,9 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theano_det import detsettings, theanorc
-from theano_det.configfile import NotRegular, check_decodable, config_encoding, decode, read_regular, theanorc_files
+from theano_det.config import detsettings
+from theano_det.config import theanorc
+from theano_det.config.configfile import NotRegular, check_decodable, config_encoding, decode, read_regular, theanorc_files
 from theano_det.errors import Refused
 
 FLAGS = "THEANO_FLAGS"

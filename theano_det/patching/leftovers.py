@@ -19,9 +19,9 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from theano_det import manifest as manifests
+from theano_det.patching import manifest as manifests
 from theano_det.fsutil import KEPT_SUFFIX, TEMP_SUFFIX, real_path, sha256_file
-from theano_det.manifest import Manifest, inside, state_dir
+from theano_det.patching.manifest import Manifest, inside, state_dir
 
 KEPT_MANIFEST_GLOB = ".manifest.json.*" + KEPT_SUFFIX
 

@@ -17,10 +17,11 @@ import re
 import shutil
 from dataclasses import dataclass, field
 
-from theano_det import detsettings, effective_config
+from theano_det.config import detsettings
+from theano_det.config import effective_config
 from theano_det.errors import CannotRun
-from theano_det.seeding import STARTUP_DIR, check_seed
-from theano_det.target import Target, locate
+from theano_det.seeding.in_process import STARTUP_DIR, check_seed
+from theano_det.patching.target import Target, locate
 
 SEED_VARIABLE = "THEANO_DET_SEED"  # read by intarget/startup/sitecustomize.py
 COMPAT_VARIABLE = "THEANO_DET_COMPAT"

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theano_det.transforms import anchored_text
+from theano_det.patching.transforms import anchored_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -73,7 +73,7 @@ def patches_folder() -> Path:
     try:
         from theano_det import patches  # installed: `patches/` is shipped as this package
     except ImportError:  # a source checkout on PYTHONPATH: the folder beside the package
-        return Path(__file__).resolve().parent.parent / "patches"
+        return Path(__file__).resolve().parent.parent.parent / "patches"
     return Path(patches.__file__).parent
 
 

@@ -60,4 +60,4 @@ def get(kind: str):
         module = MODULES[kind]
     except KeyError:
         raise KeyError(f"unknown transform kind {kind!r}; known: {', '.join(sorted(MODULES))}") from None
-    return importlib.import_module(f"theano_det.transforms.{module}").apply
+    return importlib.import_module(f"theano_det.patching.transforms.{module}").apply

@@ -17,9 +17,9 @@ import json
 import re
 from functools import lru_cache
 
-from theano_det import transforms
+from theano_det.patching import transforms
 from theano_det.fsutil import sha256_bytes
-from theano_det.transforms import Result, Site
+from theano_det.patching.transforms import Result, Site
 
 FILE_NAME = "known-files.json"
 FORMAT = 1
@@ -69,13 +69,13 @@ def replay(source: bytes, sites: list) -> bytes | None:
 
 
 def module_facts(relative: str, source: bytes) -> tuple | None:
-    """detsettings.module_facts(source, relative) for a released file, from the table; None when not known."""
+    """detsettings.module_facts(source, relative) for a released file, from the table, with each flag
+    as a tuple of its fields; None when not known."""
     entry = document().get("modules", {}).get(relative, {}).get(sha256_bytes(source))
     if entry is None:
         return None
-    from theano_det.detsettings import Flag
-
-    flags = [Flag(name, key, None if values is None else tuple(values), declared_in)
+    # the flags' fields (detsettings.Flag makes them flags: this layer does not know config)
+    flags = [(name, key, None if values is None else tuple(values), declared_in)
              for name, key, values, declared_in in entry["flags"]]
     return flags, list(entry["optimizers"]), entry["conv3d_bwd_filter"]
 
@@ -88,7 +88,7 @@ def table() -> dict:
 @lru_cache(maxsize=None)
 def document() -> dict:
     """The shipped file ({} when it is missing or of another format)."""
-    from theano_det.catalog import patches_folder
+    from theano_det.patching.catalog import patches_folder
 
     try:
         data = json.loads((patches_folder() / FILE_NAME).read_text(encoding="utf-8"))

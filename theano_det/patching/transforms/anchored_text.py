@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from theano_det.transforms import Result, Site, sorted_sites
+from theano_det.patching.transforms import Result, Site, sorted_sites
 
 KIND = "anchored-text"
 PARSER = "anchored-text"

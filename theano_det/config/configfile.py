@@ -16,12 +16,13 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theano_det import detsettings, theanorc
+from theano_det.config import detsettings
+from theano_det.config import theanorc
 from theano_det.errors import Refused
 from theano_det.fsutil import sha256_bytes
-from theano_det.manifest import ConfigRecord, Manifest, config_backup_name, read_backup
-from theano_det.sourceplan import unified_diff
-from theano_det.target import OUR_CONFIG_ENCODING
+from theano_det.patching.manifest import ConfigRecord, Manifest, config_backup_name, read_backup
+from theano_det.patching.sourceplan import unified_diff
+from theano_det.patching.target import OUR_CONFIG_ENCODING
 
 DEFAULT_THEANORC = "~/.theanorc"
 

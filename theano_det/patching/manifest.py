@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theano_det import __version__, detsettings, theanorc
+from theano_det import __version__
+from theano_det.config import detsettings
+from theano_det.config import theanorc
 from theano_det.errors import Refused
 from theano_det.fsutil import sha256_bytes
 
@@ -287,7 +289,7 @@ def parse(raw: bytes, known_files: set | None = None) -> Manifest:
     if not isinstance(document["files"], dict):
         raise ValueError("files is not an object")
     if known_files is None:
-        from theano_det import catalog
+        from theano_det.patching import catalog
 
         known_files = catalog.known_files()
     files = {relative: parse_file_record(relative, entry, known_files) for relative, entry in document["files"].items()}

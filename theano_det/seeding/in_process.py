@@ -13,9 +13,9 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theano_det import hashseed as hash_seed
+from theano_det.seeding import hashseed as hash_seed
 
-STARTUP_DIR = Path(__file__).resolve().parent / "intarget" / "startup"
+STARTUP_DIR = Path(__file__).resolve().parent.parent / "intarget" / "startup"
 SEED_RANGE = range(0, 2 ** 32)  # what numpy and PYTHONHASHSEED both accept
 
 

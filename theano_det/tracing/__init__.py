@@ -1,0 +1,2 @@
+"""Tracing: `trace` and `audit` of an unmodified command, and `diff`, which names the first
+node where two traces part ways."""

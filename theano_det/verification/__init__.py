@@ -1,0 +1,2 @@
+"""Verification: the `verify` self-test, the comparison of machines, and the graph audit
+of compiled functions."""
