@@ -23,7 +23,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from releases import RELEASES, release_package  # noqa: E402  (tests/releases.py)
 
-from theano_det import transforms  # noqa: E402
+from theano_det.patching import transforms  # noqa: E402
 from theano_det.patching import catalog
 from theano_det.config import detsettings
 from theano_det.patching import known_files

@@ -106,11 +106,15 @@ def plan_files(package_dir: Path, catalogue: list, enabled: set, manifest: Manif
     after an earlier full patch). A file that a patch pins to released versions
     (sha256) but that holds something else is not planned: see `unknown_files`.
     """
-    return [
-        plan_file(package_dir, relative, current, wanted, record)
-        for relative, current, wanted, _, record in candidates(package_dir, catalogue, enabled, manifest)
-        if wanted
-    ]
+    plans = []
+    for relative, current, wanted, _, record in candidates(package_dir, catalogue, enabled, manifest):
+        if current is None:  # patched, then deleted: patch nothing
+            plans.append(FilePlan(relative, Path(package_dir) / relative, MISSING, b"", b"", b"",
+                                  problem="the file no longer exists (Theano uninstalled or changed "
+                                  "since theano-det patched it?)"))
+        elif wanted:
+            plans.append(plan_file(package_dir, relative, current, wanted, record))
+    return plans
 
 
 def unknown_files(package_dir: Path, catalogue: list, enabled: set, manifest: Manifest | None) -> list:
@@ -119,7 +123,7 @@ def unknown_files(package_dir: Path, catalogue: list, enabled: set, manifest: Ma
         (relative, f"not a release of this file that {', '.join(unknown)} knows "
                    f"(sha256 {sha256_bytes(current)[:16]}...); left as it is")
         for relative, current, wanted, unknown, _ in candidates(package_dir, catalogue, enabled, manifest)
-        if unknown and not wanted
+        if unknown and not wanted and current is not None
     ]
 
 
@@ -142,10 +146,8 @@ def candidates(package_dir: Path, catalogue: list, enabled: set, manifest: Manif
                           "inside the package, so nothing was changed",
                           hint="replace the symlink by the file it points to, or reinstall Theano")
         if not path.is_file():
-            if record is not None:  # patched, then deleted: say so (status), patch nothing
-                plans.append(FilePlan(relative, path, MISSING, b"", b"", b"",
-                                      problem="the file no longer exists (Theano uninstalled or changed "
-                                      "since theano-det patched it?)"))
+            if record is not None:  # patched, then deleted: planned as MISSING (status says so)
+                yield relative, None, [], [], record
             continue
         recorded = set(record.patches) if record else set()
         wanted = [patch for patch in catalogue if patch.file_spec(relative) and patch.id in enabled | recorded]
@@ -154,8 +156,14 @@ def candidates(package_dir: Path, catalogue: list, enabled: set, manifest: Manif
         current = path.read_bytes()
         # A patch recorded for the file knew its original when it was applied.
         unknown = [patch.id for patch in wanted
-                   if patch.id not in recorded and not patch.file_spec(relative).knows(current)]
+                   if patch.id not in recorded and not patch.file_spec(relative).knows(current)
+                   and not carries(patch, relative, current)]
         yield relative, current, [patch for patch in wanted if patch.id not in unknown], unknown, record
+
+
+def carries(patch, relative: str, current: bytes) -> bool:
+    """The file holds this patch already (a patched release whose manifest is gone)."""
+    return known_files.transform(patch.transform, current, patch.options_for(relative)).already_applied
 
 
 def plan_file(package_dir: Path, relative: str, current: bytes, wanted: list, record) -> FilePlan:
