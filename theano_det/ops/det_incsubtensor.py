@@ -26,8 +26,8 @@ from theano.tensor.subtensor import _sum_grad_over_bcasted_dims, advanced_subten
 from .ordered_scatter import scatter_rows
 
 
-class DetAdvancedIncSubtensor1(Op):
-    """x[ilist] += y (or x[ilist] = y), bitwise reproducible; see the module docstring."""
+class FixedOrderIncSubtensor1(Op):
+    """What the CPU and GPU fixed-order ops share: their parameters, inplace variant and name."""
 
     __props__ = ("inplace", "set_instead_of_inc")
 
@@ -44,6 +44,10 @@ class DetAdvancedIncSubtensor1(Op):
         return "%s{%s,%s}" % (self.__class__.__name__,
                               "inplace" if self.inplace else "no_inplace",
                               "set" if self.set_instead_of_inc else "inc")
+
+
+class DetAdvancedIncSubtensor1(FixedOrderIncSubtensor1):
+    """x[ilist] += y (or x[ilist] = y), bitwise reproducible; see the module docstring."""
 
     def make_node(self, x, y, ilist):
         x = T.as_tensor_variable(x)

@@ -16,36 +16,22 @@ incsubtensor_rewrite imports this module. Python 3.5+ syntax.
 """
 import numpy as np
 import theano.tensor as T
-from theano.gof import Apply, Op
+from theano.gof import Apply
 from theano.gpuarray.basic_ops import as_gpuarray_variable, infer_context_name
 from theano.gpuarray.type import gpu_context_type
 
 from . import scatter_kernel as sk
+from .det_incsubtensor import FixedOrderIncSubtensor1
 from .ordered_scatter import scatter_rows
 
 NO_BAD_POSITION = 0xFFFFFFFF
 
 
-class GpuDetAdvancedIncSubtensor1(Op):
+class GpuDetAdvancedIncSubtensor1(FixedOrderIncSubtensor1):
     """x[ilist] += y (or x[ilist] = y) on the GPU in the fixed order; see the module docstring."""
 
-    __props__ = ("inplace", "set_instead_of_inc")
     _f16_ok = True
     params_type = gpu_context_type
-
-    def __init__(self, inplace=False, set_instead_of_inc=False):
-        self.inplace = bool(inplace)
-        self.set_instead_of_inc = bool(set_instead_of_inc)
-        if self.inplace:
-            self.destroy_map = {0: [0]}
-
-    def clone_inplace(self):
-        return self.__class__(inplace=True, set_instead_of_inc=self.set_instead_of_inc)
-
-    def __str__(self):
-        return "%s{%s,%s}" % (self.__class__.__name__,
-                              "inplace" if self.inplace else "no_inplace",
-                              "set" if self.set_instead_of_inc else "inc")
 
     def make_node(self, x, y, ilist):
         ctx_name = infer_context_name(x, y, ilist)
