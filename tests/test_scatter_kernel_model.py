@@ -12,23 +12,29 @@ import pytest
 from incsubtensor_cases import CASES, DTYPES, INDEX_DTYPES, expected_result, same_bits
 
 from theano_det.ops import scatter_kernel as sk
+from theano_det.ops import scatter_kernel_model as model
 from theano_det.ops.ordered_scatter import group_positions, normalize_rows
 from theano_det.ops.scatter_kernel_model import emulate, td_rows, td_scan
 
 
+# every case through both sorts: the plan's own (td_rank for these sizes) and the radix sort
+SORTS = {"planned sort": None, "radix sort": 0}
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CASES, ids=repr)
-def test_model_gives_the_bits_of_numpy(case, dtype):
+@pytest.mark.parametrize("sort", SORTS)
+def test_model_gives_the_bits_of_numpy(sort, case, dtype):
     x, y, idx = case.make(dtype)
     before = x.copy()
     if case.out_of_range:
         with pytest.raises(IndexError) as numpy_error:
             expected_result(x.copy(), y, idx, case.set_instead_of_inc)
         with pytest.raises(IndexError) as model_error:
-            emulate(x, y, idx, case.set_instead_of_inc)
+            emulate(x, y, idx, case.set_instead_of_inc, rank_max=SORTS[sort])
         assert str(model_error.value) == str(numpy_error.value)
     else:
-        result = emulate(x, y, idx, case.set_instead_of_inc)
+        result = emulate(x, y, idx, case.set_instead_of_inc, rank_max=SORTS[sort])
         assert same_bits(result, expected_result(x, y, idx, case.set_instead_of_inc))
     assert same_bits(x, before)
 
@@ -61,9 +67,7 @@ def test_the_sort_passes_give_the_stable_order(n_rows, n_positions):
     rng = np.random.RandomState(n_rows)
     idx = rng.randint(-n_rows, n_rows, size=n_positions)
     keys, pos, _ = td_rows(idx, n_rows)
-    from theano_det.ops import scatter_kernel_model as model
-
-    for kernel, blocks, threads, shift in sk.launch_plan(n_positions, n_rows, 1):
+    for kernel, blocks, threads, shift in sk.launch_plan(n_positions, n_rows, 1, rank_max=0):
         if kernel == "td_digit_counts":
             counts = model.td_digit_counts(keys, shift, blocks, threads)
         elif kernel == "td_scan":
@@ -75,16 +79,53 @@ def test_the_sort_passes_give_the_stable_order(n_rows, n_positions):
     assert np.array_equal(keys, rows[group_positions(rows).order])
 
 
+@pytest.mark.parametrize("n_rows,n_positions", [(5, 40), (300, 2600), (70000, 5000), (1, 3), (3, 129)])
+def test_the_rank_sort_gives_the_stable_order_in_one_launch(n_rows, n_positions):
+    rng = np.random.RandomState(n_rows)
+    idx = rng.randint(-n_rows, n_rows, size=n_positions)
+    ((kernel, blocks, threads, _),) = sk.launch_plan(n_positions, n_rows, 0)
+    assert kernel == "td_rank" and blocks * threads >= n_positions > (blocks - 1) * threads
+    keys, pos, first_bad = model.td_rank(idx, n_rows, blocks, threads)
+    rows = normalize_rows(idx, n_rows)
+    assert np.array_equal(pos, group_positions(rows).order)
+    assert np.array_equal(keys, rows[group_positions(rows).order])
+    assert first_bad == model.UINT32_MAX
+
+
+def test_the_rank_sort_finds_the_first_bad_position_and_still_fills_every_slot():
+    idx = np.array([2, 9, 1, -7, 2, 5, 0])
+    keys, pos, first_bad = model.td_rank(idx, 4, 1, sk.RANK_THREADS)
+    assert first_bad == 1
+    assert sorted(pos) == list(range(7))  # bad positions sort as row 0, every slot written once
+    assert list(keys) == [0, 0, 0, 0, 1, 2, 2]
+
+
 def test_the_scan_is_exclusive_for_counts_longer_than_the_block():
     counts = np.random.RandomState(0).randint(0, 9, size=5000).astype(np.uint32)
     slots = td_scan(counts, sk.SCAN_THREADS)
     assert np.array_equal(slots, np.cumsum(counts) - counts)
 
 
+# launches per call for the benchmark's problem (N = 10 000 rows, D = 256): K -> (before, now)
+LAUNCHES = {1000: (8, 2), 10000: (8, 2), 16384: (8, 2), 16385: (8, 8), 100000: (8, 8)}
+
+
+@pytest.mark.parametrize("k", sorted(LAUNCHES))
+def test_small_k_sorts_in_one_launch_and_large_k_with_the_radix_passes(k):
+    plan = sk.launch_plan(k, 10000, 256)
+    assert len(plan) == LAUNCHES[k][1]
+    assert len(sk.launch_plan(k, 10000, 256, rank_max=0)) == LAUNCHES[k][0]  # the radix sort alone
+    if k <= sk.RANK_MAX:
+        assert [step[0] for step in plan] == ["td_rank", "td_apply"] and sk.uses_rank_sort(plan)
+        assert plan[0][1] * plan[0][2] >= k  # td_rank has one thread per position, no grid-stride loop
+    else:
+        assert not sk.uses_rank_sort(plan)
+
+
 def test_the_plan_has_one_sort_pass_per_byte_of_the_largest_row():
     kernels = [step[0] for step in sk.launch_plan(100000, 10000, 256)]
     assert kernels == ["td_rows"] + ["td_digit_counts", "td_scan", "td_scatter"] * 2 + ["td_apply"]
-    assert [step[0] for step in sk.launch_plan(10, 256, 1)].count("td_scatter") == 1
+    assert [step[0] for step in sk.launch_plan(10, 256, 1, rank_max=0)].count("td_scatter") == 1
     assert sk.launch_plan(0, 10, 4) == []
     assert "td_apply" not in [step[0] for step in sk.launch_plan(10, 10, 0)]
 

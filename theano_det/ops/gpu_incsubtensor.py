@@ -6,14 +6,17 @@ index out of range raises numpy's IndexError and nothing is written. The
 order of additions is ordered_scatter's: per (row, column), the positions in
 increasing order, so the bits are np.add.at's.
 
-The work is done by the five kernels of scatter_kernel.py, compiled by
-libgpuarray (NVRTC) through pygpu's GpuKernel and launched by `perform` as
-scatter_kernel.launch_plan says. x has 1 or 2 dimensions (a 1-D x is an N x 1
-view); the rewrite leaves other ranks to Theano's ops.
+The work is done by the kernels of scatter_kernel.py, compiled by libgpuarray
+(NVRTC) through pygpu's GpuKernel and launched by `perform` as
+scatter_kernel.launch_plan says (2 launches for K <= RANK_MAX, into work
+buffers kept for the next call of the same size). x has 1 or 2 dimensions (a
+1-D x is an N x 1 view); the rewrite leaves other ranks to Theano's ops.
 
 Imports Theano's gpuarray backend and pygpu: only the GPU layer of
 incsubtensor_rewrite imports this module. Python 3.5+ syntax.
 """
+from collections import OrderedDict
+
 import numpy as np
 import theano.tensor as T
 from theano.gof import Apply
@@ -130,15 +133,18 @@ def scatter(x, y, ilist, set_instead_of_inc, inplace, context):
         return gpuarray.array(out, context=context)
     y_s0, y_s1 = (element_strides(y, (n_positions,) + tuple(x.shape[1:])) + [0])[:2]
     plan = sk.launch_plan(n_positions, n_rows, n_columns)
-    kernels = compiled_kernels(context, np.dtype(x.dtype).name, np.dtype(ilist.dtype).name)
-    buffers = _work_buffers(context, n_positions)
     out = x if inplace else x.copy()
+    if not plan:
+        return out
+    kernels = compiled_kernels(context, np.dtype(x.dtype).name, np.dtype(ilist.dtype).name)
+    buffers = work_buffers(context, n_positions, sk.uses_rank_sort(plan))
     out_s0, out_s1 = (element_strides(out, tuple(out.shape)) + [0])[:2]  # the copy's strides, not x's
+    keys, pos, first_bad = buffers["keys"], buffers["pos"], buffers["first_bad"]
+    if first_bad is None:  # td_rows only lowers it: a fresh one set to "no bad position"
+        first_bad = gpuarray.array(NO_BAD_BUFFER, context=context)
     source = 0
-    first_bad = gpuarray.array(np.array([NO_BAD_POSITION], dtype=np.uint32), context=context)
     for name, blocks, threads, shift in plan:
-        keys, pos = buffers["keys"], buffers["pos"]
-        if name == "td_rows":
+        if name in ("td_rows", "td_rank"):
             kernels[name](n_positions, n_rows, ilist, ilist.offset, ilist.strides[0] // ilist.itemsize,
                           keys[0], pos[0], first_bad, gs=blocks, ls=threads)
         elif name == "td_digit_counts":
@@ -154,25 +160,48 @@ def scatter(x, y, ilist, set_instead_of_inc, inplace, context):
             kernels[name](n_positions, n_columns, keys[source], pos[source],
                           out, out.offset, out_s0, out_s1, y, y.offset, y_s0, y_s1,
                           int(set_instead_of_inc), first_bad, gs=blocks, ls=threads)
-    bad = int(np.asarray(first_bad)[0]) if plan else NO_BAD_POSITION  # the call's one sync
+        LAUNCHES["kernels"] += 1
+    LAUNCHES["calls"] += 1
+    bad = int(np.asarray(first_bad)[0])  # the call's one sync
     if bad != NO_BAD_POSITION:  # td_apply wrote nothing: x is as it was
         value = np.asarray(ilist[bad:bad + 1])[0]
         raise IndexError("index %d is out of bounds for axis 0 with size %d" % (value, n_rows))
     return out
 
 
-def _work_buffers(context, n_positions):
-    """keys[2], pos[2] (uint32, K each) and the per-tile digit counts: O(K) in all.
+NO_BAD_BUFFER = np.array([NO_BAD_POSITION], dtype=np.uint32)
+LAUNCHES = {"calls": 0, "kernels": 0}  # calls of scatter that launched, and their launches (the benchmark's count)
+CACHED_SIZES = 4  # work buffers kept per context: the sizes of the last few calls
+_buffers = OrderedDict()
 
+
+def work_buffers(context, n_positions, rank_sort):
+    """keys, pos (uint32, K each; twice for the radix sort's ping-pong), the per-tile digit
+    counts (radix sort) and first_bad: O(K) in all.
+
+    Reused by the next calls of the same size on the same context (their launches
+    follow on the context's stream, and each call ends with a sync), so a call
+    allocates nothing; the sizes of the last CACHED_SIZES calls are kept.
     Fresh allocations start at offset 0, so the kernels get them without an offset.
     """
     from pygpu import gpuarray
 
-    length = max(1, n_positions)
-    tiles = max(1, sk.tile_count(n_positions))
-    return {
-        "keys": [gpuarray.empty((length,), dtype="uint32", context=context) for _ in range(2)],
-        "pos": [gpuarray.empty((length,), dtype="uint32", context=context) for _ in range(2)],
-        "counts": gpuarray.empty((sk.RADIX * tiles,), dtype="uint32", context=context),
+    key = (id(context), n_positions, rank_sort)
+    if key in _buffers:
+        _buffers.move_to_end(key)
+        return _buffers[key]
+    copies = 1 if rank_sort else 2
+    tiles = 0 if rank_sort else sk.tile_count(n_positions)
+    buffers = {
+        "keys": [gpuarray.empty((n_positions,), dtype="uint32", context=context) for _ in range(copies)],
+        "pos": [gpuarray.empty((n_positions,), dtype="uint32", context=context) for _ in range(copies)],
+        # td_rank writes first_bad itself; the radix sort's td_rows needs a fresh one per call
+        "first_bad": gpuarray.empty((1,), dtype="uint32", context=context) if rank_sort else None,
         "tiles": tiles,
     }
+    if not rank_sort:
+        buffers["counts"] = gpuarray.empty((sk.RADIX * tiles,), dtype="uint32", context=context)
+    _buffers[key] = buffers
+    while len(_buffers) > CACHED_SIZES:
+        _buffers.popitem(last=False)
+    return buffers

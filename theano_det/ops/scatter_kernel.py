@@ -2,32 +2,41 @@
 
 `out[idx[k]] += y[k]` (or `= y[k]`) for every k, in the order of
 docs/det-incsubtensor.md: positions grouped stably by row, then one sequential
-chain per (row, column) in increasing position. Five kernels, launched in this
-order by the op (gpu_incsubtensor.py) and followed step by step by the numpy
-model (scatter_kernel_model.py):
+chain per (row, column) in increasing position. Six kernels; launch_plan says
+which run, in which order, on how many blocks; the op (gpu_incsubtensor.py)
+launches them and the numpy model (scatter_kernel_model.py) follows them step
+by step. Two launches for K <= RANK_MAX, td_rows + 3 per radix pass + td_apply
+above (python launches cost microseconds each: few launches for small K):
 
-1. td_rows: one thread per position: the row (negative indices wrapped), or
-   atomicMin(first_bad, k) for an index out of range (an integer atomic: the
-   same result in any order) and row 0. keys = rows, pos = positions.
-2. a stable LSD radix sort of (keys, pos) by key, 8 bits a pass, in tiles of
-   TILE positions, one block per tile and one thread per digit value:
-   td_digit_counts (thread d counts digit d in its tile), td_scan (one block:
-   exclusive scan of the counts, digit-major, which gives each (digit, tile)
-   its first output slot), td_scatter (thread d walks its tile in order and
-   writes the elements with digit d to consecutive slots: stable by construction).
-3. td_apply: one thread per (sorted position, column); the thread at the first
+1. the stable grouping, as (keys, pos) sorted by key = row:
+   - K <= RANK_MAX: td_rank, one thread per position: the row (negative
+     indices wrapped) and its slot in the stable order by counting the positions
+     before it (smaller row, or same row and smaller position), over tiles of
+     rows in shared memory; also the smallest bad position (out of range) into
+     first_bad, written by block 0 (no initialisation needed).
+   - above: td_rows, one thread per position: the row, or atomicMin(first_bad, k)
+     for an index out of range (an integer atomic: the same result in any order)
+     and row 0; keys = rows, pos = positions. Then a stable LSD radix sort of
+     (keys, pos) by key, 8 bits a pass (only the bytes of N - 1), in tiles of
+     TILE positions, one block per tile and one thread per digit value:
+     td_digit_counts (thread d counts digit d in its tile), td_scan (one block:
+     exclusive scan of the counts, digit-major, which gives each (digit, tile)
+     its first output slot), td_scatter (thread d walks its tile in order and
+     writes the elements with digit d to consecutive slots: stable by construction).
+2. td_apply: one thread per (sorted position, column); the thread at the first
    position of a row's run adds that run's y rows to out[row, column] one by one.
    It writes nothing when first_bad is set; the host reads first_bad back after
    the last launch (one sync per call, as _dev20's error buffer) and raises.
 
 No float atomics and no order that depends on scheduling: the bits depend on
-idx alone. Extra memory: 4 x K uint32 (keys, pos, twice) + 256 x ceil(K/TILE)
-uint32 counts + one uint32, which is O(K).
+idx alone. Extra memory: keys and pos (uint32, K each; twice for the radix
+sort) + 256 x ceil(K/TILE) uint32 counts (radix sort) + one uint32: O(K).
 
 Pure Python (no numpy, no pygpu), so tests compile the exact source with
 NVRTC without a GPU. Python 3.5+ syntax.
 """
 import hashlib
+import os
 
 TILE = 1024          # positions per block in the sort kernels
 DIGIT_BITS = 8
@@ -35,10 +44,12 @@ RADIX = 1 << DIGIT_BITS  # threads per block in the sort kernels: one per digit 
 SCAN_THREADS = 1024  # the single block of td_scan
 ROWS_THREADS = 256
 APPLY_THREADS = 256
+RANK_MAX = 16384     # K up to this: the one-launch rank sort (K threads of K integer comparisons each)
+RANK_THREADS = 128   # threads per block of td_rank, and the rows of its shared tile
 MAX_BLOCKS = 65535   # grid-stride loops beyond this (td_rows, td_apply)
 MAX_ROWS = (1 << 31) - 1  # keys and positions are uint32 (with room to spare)
 
-KERNEL_NAMES = ("td_rows", "td_digit_counts", "td_scan", "td_scatter", "td_apply")
+KERNEL_NAMES = ("td_rows", "td_rank", "td_digit_counts", "td_scan", "td_scatter", "td_apply")
 
 # numpy dtype name -> libgpuarray's cluda type (ga_*), and the unsigned type of the same width
 CTYPES = {
@@ -57,6 +68,7 @@ INDEX_DTYPES = tuple(UNSIGNED)
 # the op turns them into pygpu types. Offsets are in bytes, strides in elements.
 ARGUMENTS = {
     "td_rows": ("size", "size", "buffer", "size", "ssize", "buffer", "buffer", "buffer"),
+    "td_rank": ("size", "size", "buffer", "size", "ssize", "buffer", "buffer", "buffer"),
     "td_digit_counts": ("size", "uint32", "buffer", "buffer", "size"),
     "td_scan": ("buffer", "size"),
     "td_scatter": ("size", "uint32", "buffer", "buffer", "buffer", "buffer", "buffer", "size"),
@@ -69,11 +81,17 @@ _TEMPLATE = r"""#include "cluda.h"
 /* theano-det: deterministic x[idx] += y / x[idx] = y (see theano_det/ops/scatter_kernel.py) */
 #define TD_TILE %(tile)d
 #define TD_RADIX %(radix)d
+#define TD_RANK_THREADS %(rank_threads)d
 typedef %(value)s td_value;
 typedef %(index)s td_index;
 
 static __device__ inline td_value td_add(td_value a, td_value b) {
 %(add)s
+}
+
+/* The row of index value v in an N-row x (negative values wrapped), or 0 and *bad = 1. */
+static __device__ inline ga_uint td_row(const td_index v, const ga_size N, int *bad) {
+%(row)s
 }
 
 KERNEL void td_rows(const ga_size K, const ga_size N,
@@ -84,15 +102,57 @@ KERNEL void td_rows(const ga_size K, const ga_size N,
 {
   idx = (GLOBAL_MEM const td_index *)((GLOBAL_MEM const char *)idx + idx_offset);
   for (ga_size k = (ga_size)GID_0 * LDIM_0 + LID_0; k < K; k += (ga_size)GDIM_0 * LDIM_0) {
-    const td_index v = idx[(ga_ssize)k * idx_stride];
-    ga_size row;
     int bad;
-%(row)s
+    keys[k] = td_row(idx[(ga_ssize)k * idx_stride], N, &bad);
     if (bad)
       atomicMin(first_bad, (ga_uint)k);
-    keys[k] = bad ? 0 : (ga_uint)row;
     pos[k] = (ga_uint)k;
   }
+}
+
+/* K <= TD_RANK_MAX: the whole sort in one launch, one thread per position i.
+   Its slot in the stable order is #{j : row_j < row_i} + #{j < i : row_j == row_i}
+   (integer counts: the same in any order, and every slot is taken once). Every
+   block walks all positions in tiles of blockDim rows staged in shared memory,
+   finding the smallest bad position on the way (a shared integer atomicMin);
+   block 0 writes it, so first_bad needs no initialisation and no global atomic. */
+KERNEL void td_rank(const ga_size K, const ga_size N,
+                    GLOBAL_MEM const td_index *idx, const ga_size idx_offset,
+                    const ga_ssize idx_stride,
+                    GLOBAL_MEM ga_uint *keys, GLOBAL_MEM ga_uint *pos,
+                    GLOBAL_MEM ga_uint *first_bad)
+{
+  LOCAL_MEM ga_uint tile_rows[TD_RANK_THREADS];
+  LOCAL_MEM ga_uint smallest_bad;
+  idx = (GLOBAL_MEM const td_index *)((GLOBAL_MEM const char *)idx + idx_offset);
+  const ga_uint n = (ga_uint)K;  /* K <= TD_RANK_MAX: 32 bits are enough */
+  const ga_uint i = GID_0 * LDIM_0 + LID_0;
+  int bad;
+  const ga_uint row = i < n ? td_row(idx[(ga_ssize)i * idx_stride], N, &bad) : 0;
+  if (LID_0 == 0)
+    smallest_bad = 0xFFFFFFFFu;
+  ga_uint rank = 0;
+  for (ga_uint begin = 0; begin < n; begin += LDIM_0) {
+    local_barrier();  /* the previous tile is consumed (and smallest_bad is set) */
+    const ga_uint j = begin + LID_0;
+    if (j < n) {
+      tile_rows[LID_0] = td_row(idx[(ga_ssize)j * idx_stride], N, &bad);
+      if (bad)
+        atomicMin(&smallest_bad, j);
+    }
+    local_barrier();
+    const ga_uint length = n - begin < LDIM_0 ? n - begin : LDIM_0;
+    for (ga_uint t = 0; t < length; ++t) {
+      const ga_uint other = tile_rows[t];
+      rank += (other < row) | ((other == row) & (begin + t < i));
+    }
+  }
+  if (i < n) {
+    keys[rank] = row;
+    pos[rank] = i;
+  }
+  if (GID_0 == 0 && LID_0 == 0)
+    *first_bad = smallest_bad;
 }
 
 /* One block of TD_RADIX threads per tile; thread d counts the keys whose digit is d. */
@@ -208,16 +268,16 @@ KERNEL void td_apply(const ga_size K, const ga_size D,
 """
 
 _SIGNED_ROW = """\
-    ga_long s = (ga_long)v;
-    if (s < 0)
-      s += (ga_long)N;
-    bad = s < 0 || s >= (ga_long)N;
-    row = (ga_size)s;"""
+  ga_long s = (ga_long)v;
+  if (s < 0)
+    s += (ga_long)N;
+  *bad = s < 0 || s >= (ga_long)N;
+  return *bad ? 0 : (ga_uint)s;"""
 
 _UNSIGNED_ROW = """\
-    const ga_ulong u = (ga_ulong)v;
-    bad = u >= (ga_ulong)N;
-    row = (ga_size)u;"""
+  const ga_ulong u = (ga_ulong)v;
+  *bad = u >= (ga_ulong)N;
+  return *bad ? 0 : (ga_uint)u;"""
 
 
 def _add_body(dtype):
@@ -241,7 +301,7 @@ def kernel_source(dtype, index_dtype):
     check_dtypes(dtype, index_dtype)
     signed = not index_dtype.startswith("uint")
     return _TEMPLATE % {
-        "tile": TILE, "radix": RADIX, "scan_threads": SCAN_THREADS,
+        "tile": TILE, "radix": RADIX, "scan_threads": SCAN_THREADS, "rank_threads": RANK_THREADS,
         "value": CTYPES[dtype], "index": CTYPES[index_dtype], "add": _add_body(dtype),
         "row": _SIGNED_ROW if signed else _UNSIGNED_ROW,
     }
@@ -254,13 +314,24 @@ def kernel_flags(dtype, index_dtype):
             "have_small": min(sizes) < 4}
 
 
-def source_digest():
-    """sha256 of every source variant: what a recorded GPU pass vouches for."""
+# the launch plans a recorded GPU pass vouches for, besides the sources: both sort
+# paths, around the threshold, and the benchmark's sizes
+DIGEST_PLANS = ((1, 1, 1), (1000, 10000, 256), (10000, 10000, 256), (RANK_MAX, 1000, 3),
+                (RANK_MAX + 1, 1000, 3), (100000, 10000, 256), (2 ** 20, 2 ** 20, 7))
+HOST_MODULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu_incsubtensor.py")
+
+
+def source_digest(host_module=None):
+    """sha256 of what a recorded GPU pass vouches for: every source variant, the
+    launch plans of DIGEST_PLANS and the op's launch code (gpu_incsubtensor.py)."""
     digest = hashlib.sha256()
     for dtype in DTYPES:
         for index_dtype in INDEX_DTYPES:
             digest.update(kernel_source(dtype, index_dtype).encode("utf-8"))
-    digest.update(repr(launch_plan(2 ** 20, 2 ** 20, 7)).encode("utf-8"))
+    for sizes in DIGEST_PLANS:
+        digest.update(repr(launch_plan(*sizes)).encode("utf-8"))
+    with open(host_module or HOST_MODULE, "rb") as host:
+        digest.update(host.read())
     return digest.hexdigest()
 
 
@@ -268,24 +339,34 @@ def _blocks(work, threads):
     return max(1, min(MAX_BLOCKS, -(-work // threads)))
 
 
-def launch_plan(n_positions, n_rows, n_columns):
+def launch_plan(n_positions, n_rows, n_columns, rank_max=None):
     """The launches for K positions into an N x D view: [(kernel, blocks, threads, pass shift)].
 
     Shared by the op and the numpy model, so both partition the work the same way.
-    Nothing is launched for K = 0; td_apply is left out when there is no column.
+    K <= rank_max (default RANK_MAX): td_rank sorts in one launch; above, td_rows
+    and the radix passes. Nothing is launched for K = 0; td_apply is left out
+    when there is no column.
     """
     k, n, d = n_positions, n_rows, n_columns
     if k == 0:
         return []
-    tiles = -(-k // TILE)
-    plan = [("td_rows", _blocks(k, ROWS_THREADS), ROWS_THREADS, None)]
-    for shift in radix_shifts(n):
-        plan += [("td_digit_counts", tiles, RADIX, shift),
-                 ("td_scan", 1, SCAN_THREADS, shift),
-                 ("td_scatter", tiles, RADIX, shift)]
+    if k <= (RANK_MAX if rank_max is None else rank_max):
+        plan = [("td_rank", _blocks(k, RANK_THREADS), RANK_THREADS, None)]
+    else:
+        tiles = tile_count(k)
+        plan = [("td_rows", _blocks(k, ROWS_THREADS), ROWS_THREADS, None)]
+        for shift in radix_shifts(n):
+            plan += [("td_digit_counts", tiles, RADIX, shift),
+                     ("td_scan", 1, SCAN_THREADS, shift),
+                     ("td_scatter", tiles, RADIX, shift)]
     if d:
         plan.append(("td_apply", _blocks(k * d, APPLY_THREADS), APPLY_THREADS, None))
     return plan
+
+
+def uses_rank_sort(plan):
+    """Whether a plan sorts with td_rank (work buffers: keys and pos once, no counts)."""
+    return bool(plan) and plan[0][0] == "td_rank"
 
 
 def radix_shifts(n_rows):

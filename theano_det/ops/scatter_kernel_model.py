@@ -6,6 +6,8 @@ kernel's arithmetic in the kernel's types and order:
 
 - td_rows: rows wrapped as the kernel wraps them, first_bad = the smallest bad
   position (what atomicMin leaves, whatever the order);
+- td_rank (K <= RANK_MAX): per block and thread, the count of positions before
+  its own in the stable order, its writes to that slot, and block 0's first_bad;
 - td_digit_counts / td_scan / td_scatter: per tile, thread d's count and its
   walk in position order; the scan by chunks of the single block's threads and
   the Hillis-Steele steps over their sums;
@@ -25,11 +27,12 @@ from .ordered_scatter import broadcast_updates
 UINT32_MAX = 0xFFFFFFFF
 
 
-def emulate(x, y, indices, set_instead_of_inc=False):
+def emulate(x, y, indices, set_instead_of_inc=False, rank_max=None):
     """What GpuDetAdvancedIncSubtensor1 returns for host arrays (a new array; x is not changed).
 
     x has ndim 1 or 2 (1-D x is the kernel's N x 1 view); raises IndexError with
     numpy's message for the first index out of range, before anything is written.
+    rank_max: launch_plan's threshold for the one-launch sort (0: always the radix sort).
     """
     x = np.asarray(x)
     indices = np.asarray(indices)
@@ -38,12 +41,14 @@ def emulate(x, y, indices, set_instead_of_inc=False):
     n_rows, n_columns = view.shape
     n_positions = len(indices)
     updates = broadcast_updates(y, n_positions, x.shape[1:], x.dtype).reshape(n_positions, n_columns)
-    plan = sk.launch_plan(n_positions, n_rows, n_columns)
+    plan = sk.launch_plan(n_positions, n_rows, n_columns, rank_max)
     out = view.copy()
     state = {}
     for kernel, blocks, threads, shift in plan:
         if kernel == "td_rows":
             state["keys"], state["pos"], state["first_bad"] = td_rows(indices, n_rows)
+        elif kernel == "td_rank":
+            state["keys"], state["pos"], state["first_bad"] = td_rank(indices, n_rows, blocks, threads)
         elif kernel == "td_digit_counts":
             state["counts"] = td_digit_counts(state["keys"], shift, blocks, threads)
         elif kernel == "td_scan":
@@ -76,6 +81,28 @@ def td_rows(indices, n_rows):
     first_bad = int(np.flatnonzero(bad)[0]) if bad.any() else UINT32_MAX
     keys = np.where(bad, 0, rows).astype(np.uint32)  # row 0 for a bad position, as the kernel writes
     return keys, np.arange(len(indices), dtype=np.uint32), first_bad
+
+
+def td_rank(indices, n_rows, blocks, threads):
+    """(keys, pos, first_bad) sorted stably by row in one launch: thread i of the grid writes
+    its row and position to slot #{j: row_j < row_i} + #{j < i: row_j == row_i}."""
+    n_positions = len(indices)
+    assert blocks * threads >= n_positions, "one thread per position"
+    rows, _, first_bad = td_rows(indices, n_rows)  # td_row, as each thread computes it
+    keys, pos = np.empty_like(rows), np.empty_like(rows)
+    written = np.zeros(n_positions, dtype=bool)
+    j = np.arange(n_positions)
+    for block in range(blocks):
+        mine = np.arange(block * threads, min((block + 1) * threads, n_positions))  # threads with i < K
+        # each thread's count over every tile of the block's walk (integers: any order is exact)
+        other, own = rows[None, :], rows[mine, None]
+        before = (other < own) | ((other == own) & (j[None, :] < mine[:, None]))
+        ranks = np.count_nonzero(before, axis=1)
+        assert not written[ranks].any(), "two threads wrote one slot"
+        keys[ranks], pos[ranks], written[ranks] = rows[mine], mine, True
+    assert written.all(), "a slot was never written"
+    # every block finds the smallest bad position over all j; block 0 writes it
+    return keys, pos, first_bad
 
 
 def _tile(array, tile):
