@@ -69,21 +69,39 @@ def as_size(value):
 
 # -- the kernels, transcribed from scatter_kernel._TEMPLATE -----------------------------
 
+def td_row(launch, v, N):
+    """(row, bad): the kernel's td_row."""
+    if np.dtype(launch.index_dtype).kind == "i":
+        s = int(v)
+        if s < 0:
+            s += N
+        bad = s < 0 or s >= N
+    else:
+        s = int(v)
+        bad = s >= N
+    return (0 if bad else s), bad
+
+
 def td_rows(launch, K, N, idx, idx_offset, idx_stride, keys, pos, first_bad):
     index = typed(idx, launch.index_dtype, idx_offset)
     keys, pos, first_bad = typed(keys, np.uint32), typed(pos, np.uint32), typed(first_bad, np.uint32)
     for k in range(K):
-        v = index[k * idx_stride]
-        if np.dtype(launch.index_dtype).kind == "i":
-            s = int(v)
-            if s < 0:
-                s += N
-            bad, row = s < 0 or s >= N, s
-        else:
-            bad, row = int(v) >= N, int(v)
+        keys[k], bad = td_row(launch, index[k * idx_stride], N)
         if bad:
             first_bad[0] = min(first_bad[0], k)
-        keys[k], pos[k] = (0 if bad else row), k
+        pos[k] = k
+
+
+def td_rank(launch, K, N, idx, idx_offset, idx_stride, keys, pos, first_bad):
+    assert launch.gs * launch.ls >= K  # one thread per position
+    index = typed(idx, launch.index_dtype, idx_offset)
+    keys, pos, first_bad = typed(keys, np.uint32), typed(pos, np.uint32), typed(first_bad, np.uint32)
+    rows, bads = zip(*(td_row(launch, index[j * idx_stride], N) for j in range(K)))
+    rows = np.array(rows, dtype=np.uint32)
+    for i in range(K):  # thread i: the positions before its own in the stable order
+        rank = np.count_nonzero(rows < rows[i]) + np.count_nonzero(rows[:i] == rows[i])
+        keys[rank], pos[rank] = rows[i], i
+    first_bad[0] = min([j for j in range(K) if bads[j]] + [0xFFFFFFFF])  # block 0's smallest_bad
 
 
 def _tile_digits(keys, K, shift, tile):
@@ -149,12 +167,13 @@ def td_apply(launch, K, D, keys, pos, out, out_offset, out_s0, out_s1, y, y_offs
             out[target] = acc
 
 
-KERNELS = {"td_rows": td_rows, "td_digit_counts": td_digit_counts, "td_scan": td_scan,
+KERNELS = {"td_rows": td_rows, "td_rank": td_rank, "td_digit_counts": td_digit_counts, "td_scan": td_scan,
            "td_scatter": td_scatter, "td_apply": td_apply}
 
 
 class FakeGpuKernel:
     compiled = []
+    launched = []
 
     def __init__(self, source, name, types_, context=None, **flags):
         assert "#include \"cluda.h\"" in source and "KERNEL void %s(" % name in source
@@ -178,21 +197,34 @@ class FakeGpuKernel:
                 assert isinstance(arg, (int, np.integer)), (self.name, kind, arg)
                 values.append(int(arg))
         self.gs, self.ls = gs, ls
+        FakeGpuKernel.launched.append(self.name)
         KERNELS[self.name](self, *values)
 
 
-@pytest.fixture
-def scatter(monkeypatch):
+ALLOCATED = []  # the shapes of gpuarray.empty's allocations
+
+
+@pytest.fixture(params=["planned sort", "radix sort"])
+def scatter(monkeypatch, request):
+    """gpu_incsubtensor.scatter on the fake pygpu, with the plan's sort or the radix sort forced."""
+    if request.param == "radix sort":
+        monkeypatch.setattr(sk, "RANK_MAX", 0)
+    return fake_scatter(monkeypatch)
+
+
+def fake_scatter(monkeypatch):
     from theano_det.ops import gpu_incsubtensor  # imports Theano's gpuarray backend, without pygpu
 
     gpuarray = types.SimpleNamespace(
         SIZE=SIZE, SSIZE=SSIZE, GpuArray=FakeGpuArray, GpuKernel=FakeGpuKernel,
         # fresh allocations start at offset 0, as libgpuarray's do (the work buffers rely on it)
         array=lambda obj, dtype=None, context=None: FakeGpuArray.from_numpy(np.asarray(obj, dtype=dtype), pad=0),
-        empty=lambda shape, dtype, context=None: FakeGpuArray.from_numpy(np.full(shape, 0xAB, dtype=dtype), pad=0))
+        empty=lambda shape, dtype, context=None: ALLOCATED.append(shape) or
+        FakeGpuArray.from_numpy(np.full(shape, 0xAB, dtype=dtype), pad=0))
     monkeypatch.setitem(sys.modules, "pygpu", types.SimpleNamespace(gpuarray=gpuarray))
     monkeypatch.setitem(sys.modules, "pygpu.gpuarray", gpuarray)
     monkeypatch.setattr(gpu_incsubtensor, "_kernels", {})
+    monkeypatch.setattr(gpu_incsubtensor, "_buffers", gpu_incsubtensor.OrderedDict())
     return gpu_incsubtensor.scatter
 
 
@@ -214,7 +246,10 @@ def test_scatter_launches_the_kernels_with_the_right_arguments(scatter, case, dt
             assert same_bits(np.asarray(x_gpu), x)
         return
     expected = expected_result(x, y, idx, case.set_instead_of_inc)
+    FakeGpuKernel.launched.clear()
     assert same_bits(np.asarray(scatter(x_gpu, y_gpu, idx_gpu, case.set_instead_of_inc, False, "ctx")), expected)
+    n_columns = x.shape[1] if x.ndim == 2 else 1
+    assert FakeGpuKernel.launched == [step[0] for step in sk.launch_plan(len(idx), len(x), n_columns)]
     assert same_bits(np.asarray(x_gpu), x)
     out = scatter(x_gpu, y_gpu, idx_gpu, case.set_instead_of_inc, True, "ctx")
     assert out is x_gpu and same_bits(np.asarray(x_gpu), expected)
@@ -246,6 +281,44 @@ def test_every_dtype_compiles_one_source_and_the_kernels_are_reused(scatter):
         for _ in range(2):
             scatter(*(FakeGpuArray.from_numpy(a) for a in (x, y, idx)), False, False, "ctx")
     assert len(FakeGpuKernel.compiled) == len(DTYPES) * len(sk.KERNEL_NAMES)
+
+
+def test_launches_per_call_are_the_plans_and_counted(scatter):
+    from theano_det.ops import gpu_incsubtensor
+
+    rng = np.random.RandomState(2)
+    for k in (0, 1, 300, 2000):
+        x = FakeGpuArray.from_numpy(np.zeros((700, 2), np.float32))
+        y = FakeGpuArray.from_numpy(rng.standard_normal((k, 2)).astype(np.float32))
+        idx = FakeGpuArray.from_numpy(rng.randint(0, 700, size=k))
+        before = dict(gpu_incsubtensor.LAUNCHES)
+        FakeGpuKernel.launched.clear()
+        scatter(x, y, idx, False, False, "ctx")
+        plan = sk.launch_plan(k, 700, 2)
+        assert FakeGpuKernel.launched == [step[0] for step in plan]
+        assert gpu_incsubtensor.LAUNCHES["kernels"] - before["kernels"] == len(plan)
+        assert gpu_incsubtensor.LAUNCHES["calls"] - before["calls"] == (1 if plan else 0)
+        assert len(plan) == (0 if k == 0 else 2 if k <= sk.RANK_MAX else 1 + 3 * 2 + 1)  # 2 passes: 700 rows
+
+
+def test_work_buffers_are_reused_by_calls_of_the_same_size(scatter):
+    from theano_det.ops import gpu_incsubtensor
+
+    x = FakeGpuArray.from_numpy(np.zeros((9, 3), np.float32))
+    problems = {k: (FakeGpuArray.from_numpy(np.ones((k, 3), np.float32)),
+                    FakeGpuArray.from_numpy(np.arange(k) % 9)) for k in (4, 5, 6, 7, 8, 30)}
+    ALLOCATED.clear()
+    scatter(x, *problems[4], False, False, "ctx")
+    first = len(ALLOCATED)
+    assert first > 0
+    scatter(x, *problems[4], False, False, "ctx")
+    assert len(ALLOCATED) == first  # the second call of the size allocates nothing
+    for k in (5, 6, 7, 8, 30):  # more sizes than are kept: the oldest go
+        scatter(x, *problems[k], False, False, "ctx")
+    assert len(gpu_incsubtensor._buffers) == gpu_incsubtensor.CACHED_SIZES
+    assert all(key[1] != 4 for key in gpu_incsubtensor._buffers)
+    expected = expected_result(np.zeros((9, 3), np.float32), np.ones((4, 3), np.float32), np.arange(4) % 9, False)
+    assert same_bits(np.asarray(scatter(x, *problems[4], False, False, "ctx")), expected)
 
 
 def test_a_y_that_does_not_broadcast_is_refused(scatter):

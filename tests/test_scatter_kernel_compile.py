@@ -62,6 +62,8 @@ def test_ptxas_assembles_without_spilling(toolchain, arch):
     for name, used in assembled["kernels"].items():
         assert used["registers"] <= 64, (name, used)
         assert used["spill_stores"] == used["spill_loads"] == 0, (name, used)
+        assert used["shared"] <= 48 * 1024, (name, used)  # static shared memory, within every sm_60+ block
+    assert assembled["kernels"]["td_rank"]["shared"] >= 4 * sk.RANK_THREADS  # its tile of rows
 
 
 def test_nvrtc_reports_an_error_in_a_broken_source(toolchain):
