@@ -57,6 +57,32 @@ def test_the_digest_changes_with_the_kernel_sources(monkeypatch):
     assert scatter_kernel.source_digest() != before
 
 
+@pytest.mark.parametrize("constant,value", [("RANK_MAX", 8192), ("RANK_THREADS", 256), ("TILE", 512)])
+def test_the_digest_changes_with_the_launch_plan(monkeypatch, constant, value):
+    before = scatter_kernel.source_digest()
+    monkeypatch.setattr(scatter_kernel, constant, value)
+    assert scatter_kernel.source_digest() != before
+
+
+def test_the_digest_changes_with_the_ops_launch_code(tmp_path):
+    host = open(scatter_kernel.HOST_MODULE).read()
+    assert "kernels[name](" in host  # the launches the record vouches for
+    changed = tmp_path / "gpu_incsubtensor.py"
+    changed.write_text(host.replace("gs=blocks, ls=threads", "gs=blocks, ls=threads // 2", 1))
+    assert scatter_kernel.source_digest(str(changed)) != scatter_kernel.source_digest()
+    same = tmp_path / "same.py"
+    same.write_text(host)
+    assert scatter_kernel.source_digest(str(same)) == scatter_kernel.source_digest()
+
+
+def test_a_pass_recorded_for_the_radix_sort_alone_does_not_vouch_for_td_rank(tmp_path, monkeypatch):
+    # the same sources with every K on the radix sort (the plan before td_rank): not this plan
+    monkeypatch.setattr(scatter_kernel, "RANK_MAX", 0)
+    old_plan = scatter_kernel.source_digest()
+    monkeypatch.undo()
+    assert rewrite.gpu_kernel_ready(record(tmp_path, passed=True, kernel_sha256=old_plan)) is False
+
+
 INSTALL = """
     import json, sys
     import theano
