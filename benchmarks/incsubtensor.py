@@ -17,6 +17,11 @@ every heading says CPU.
 
 Each call returns a new array (no inplace), so times include copying x.
 
+A fifth table gives the host side of theano-det's GPU op: kernel launches per
+call as its launch plan has them (scatter_kernel.launch_plan; the radix sort
+alone, as before the one-launch sort, for comparison) and, on a GPU, as counted
+while the op ran. Python launches cost microseconds each, which matters at small K.
+
 --compile-only needs neither Theano nor a GPU: it compiles the kernel with NVRTC
 for sm_60, sm_70, sm_80 and sm_90 as libgpuarray would and prints ptxas's register
 and spill counts (tools/scatter_kernel_compile.py; downloads NVIDIA's wheels once).
@@ -43,7 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 Candidate = namedtuple("Candidate", "label compile missing")
 Candidate.__doc__ = """One column: compile(x, y, idx) -> (call, to_host, sync); or missing: why not."""
 
-Result = namedtuple("Result", "seconds stable distinct max_error sequential")
+Result = namedtuple("Result", "seconds stable distinct max_error sequential launches_per_call")
+Result.__new__.__defaults__ = (None,)  # launches_per_call: counted for theano-det's GPU op only
+
+OURS_GPU = "theano-det `GpuDetAdvancedIncSubtensor1`"
 
 
 def main(argv=None):
@@ -72,12 +80,35 @@ def main(argv=None):
         for candidate in candidates:
             if candidate.missing is None:
                 call, to_host, sync = candidate.compile(x, y, idx)
-                results[k, candidate.label] = measure(call, to_host, sync, references,
-                                                      args.runs, args.min_seconds)
+                counted = launch_counter() if candidate.label == OURS_GPU else None
+                result = measure(call, to_host, sync, references, args.runs, args.min_seconds)
+                if counted is not None:
+                    result = result._replace(launches_per_call=counted())
+                results[k, candidate.label] = result
     print_tables(args, candidates, results)
+    print_launches(args, results)
     if args.json:
         write_json(args, candidates, results, use_gpu)
     return 0
+
+
+def planned_launches(k, rows, cols):
+    """(launches per call of the op's plan, of the radix sort alone) for K positions into rows x cols."""
+    from theano_det.ops import scatter_kernel
+
+    return len(scatter_kernel.launch_plan(k, rows, cols)), len(scatter_kernel.launch_plan(k, rows, cols, rank_max=0))
+
+
+def launch_counter():
+    """A function that returns the launches per call of the GPU op since this call."""
+    from theano_det.ops import gpu_incsubtensor
+
+    before = dict(gpu_incsubtensor.LAUNCHES)
+
+    def per_call():
+        calls = gpu_incsubtensor.LAUNCHES["calls"] - before["calls"]
+        return (gpu_incsubtensor.LAUNCHES["kernels"] - before["kernels"]) / calls if calls else None
+    return per_call
 
 
 def compile_only():
@@ -103,7 +134,9 @@ def write_json(args, candidates, results, use_gpu):
     import json
 
     document = {"device": "gpu" if use_gpu else "cpu", "rows": args.rows, "cols": args.cols,
-                "distinct": args.distinct, "runs": args.runs, "columns": []}
+                "distinct": args.distinct, "runs": args.runs, "columns": [],
+                "planned_launches": dict((str(k), planned_launches(k, args.rows, args.cols)[0])
+                                         for k in args.sizes)}
     for candidate in candidates:
         column = {"label": candidate.label, "missing": candidate.missing, "sizes": {}}
         for k in args.sizes:
@@ -205,8 +238,7 @@ def gpu_candidates():
         Candidate("`_dev20` (atomicAdd)", gpu_compiler(GpuAdvancedIncSubtensor1_dev20, index_on_gpu=True), None),
         Candidate("stock deterministic `GpuAdvancedIncSubtensor1`",
                   gpu_compiler(GpuAdvancedIncSubtensor1, index_on_gpu=False), None),
-        Candidate("theano-det `GpuDetAdvancedIncSubtensor1`",
-                  gpu_compiler(GpuDetAdvancedIncSubtensor1, index_on_gpu=True), None),
+        Candidate(OURS_GPU, gpu_compiler(GpuDetAdvancedIncSubtensor1, index_on_gpu=True), None),
     ]
 
 
@@ -301,6 +333,25 @@ def print_tables(args, candidates, results):
         if candidate.missing is not None:
             print()
             print("%s: %s; no number is shown for it." % (candidate.label, candidate.missing))
+
+
+def print_launches(args, results):
+    """Launches per call of theano-det's GPU op: its plan, the radix sort alone, and counted on a GPU."""
+    print()
+    print("## Host side of theano-det's GPU op: kernel launches per call (one sync each)")
+    print()
+    print("| K | launch plan | radix sort alone | counted on the GPU |")
+    print("| --- | --- | --- | --- |")
+    for k in args.sizes:
+        plan, radix = planned_launches(k, args.rows, args.cols)
+        result = results.get((k, OURS_GPU))
+        if result is None or result.launches_per_call is None:
+            counted = "not measured (no GPU)" if result is None else "no call launched"
+        else:
+            counted = "%g" % result.launches_per_call
+            if result.launches_per_call != plan:
+                counted += " (differs from the plan)"
+        print("| %s | %d | %d | %s |" % (format(k, ",").replace(",", " "), plan, radix, counted))
 
 
 def format_ms(seconds):

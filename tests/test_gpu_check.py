@@ -96,3 +96,19 @@ def test_an_expected_nonzero_exit_passes_and_an_unexpected_document_fails(tmp_pa
     step.check = gpu_check.stdout_json_check(gpu_check.verify_expectation(0))
     record = gpu_check.run_step(step, time.time() + 100, False, tmp_path)
     assert record["status"] == "failed" and record["problems"]
+
+
+def bench_document(ours_seconds, launches):
+    def sizes(seconds, counted):
+        return {"1000": {"seconds": seconds, "stable": True, "launches_per_call": counted}}
+    return {"planned_launches": {"1000": 2}, "columns": [
+        {"label": "`_dev20` (atomicAdd)", "sizes": {"1000": {"seconds": 1e-4, "stable": False}}},
+        {"label": "theano-det `GpuDetAdvancedIncSubtensor1`", "sizes": sizes(ours_seconds, launches)}]}
+
+
+def test_the_benchmark_judge_checks_launches_and_the_dev20_target():
+    assert gpu_check.bench_judge(0, bench_document(5e-5, 2)) == []  # _dev20's instability is expected
+    assert gpu_check.bench_judge(0, bench_document(5e-5, 8)) == [
+        "theano-det `GpuDetAdvancedIncSubtensor1`: 8 launches per call at K=1000, the plan has 2"]
+    (problem,) = gpu_check.bench_judge(0, bench_document(2e-4, 2))
+    assert problem.startswith("theano-det `GpuDetAdvancedIncSubtensor1` slower than _dev20 at K=1000 (0.2 ms")

@@ -23,12 +23,34 @@ def test_cpu_mode_prints_the_four_tables_labelled_cpu():
     headers = [line for line in out.splitlines() if line.startswith("| K (index length) |")]
     assert len(headers) == 4
     assert all(cell.strip().startswith("CPU: ") for cell in headers[0].strip("|").split("|")[1:])
-    rows = [line.strip("|").split("|") for line in out.splitlines() if line.startswith("| 3 000 |")]
+    four_tables, launches = out.split("## Host side of theano-det's GPU op")
+    rows = [line.strip("|").split("|") for line in four_tables.splitlines() if line.startswith("| 3 000 |")]
     times, stable, error, sequential = ([cell.strip() for cell in row[1:]] for row in rows)
     assert all(cell.endswith(" ms") and float(cell.split()[0]) > 0 for cell in times)
     assert stable == ["yes", "yes"]
     assert all(0 < float(cell) < 1e-3 for cell in error)  # float32 sums of ~150 terms
     assert sequential == ["yes", "yes"]
+    assert "| 3 000 | 2 | 5 | not measured (no GPU) |" in launches  # 200 rows: one radix pass
+
+
+def test_launches_per_call_are_printed_as_the_plan_has_them():
+    from theano_det.ops import scatter_kernel
+
+    sizes = [1000, 10000, 16384, 16385, 100000]
+    result = run_benchmark("--device", "cpu", "--sizes", ",".join(map(str, sizes)), "--rows", "10000",
+                           "--cols", "1", "--distinct", "1000", "--runs", "1", "--min-seconds", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout.split("## Host side of theano-det's GPU op: kernel launches per call")[1]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("| 1")]
+    assert [row[0] for row in rows] == ["1 000", "10 000", "16 384", "16 385", "100 000"]
+    for k, (_, plan, radix, counted) in zip(sizes, rows):
+        assert int(plan) == len(scatter_kernel.launch_plan(k, 10000, 256))
+        assert int(radix) == len(scatter_kernel.launch_plan(k, 10000, 256, rank_max=0))
+        assert counted == "not measured (no GPU)"
+    # the embedding gradient's sizes: 2 launches up to 16 384 positions (8 before), 8 above
+    assert [int(row[1]) for row in rows] == [2, 2, 2, 8, 8]
+    assert [int(row[2]) for row in rows] == [8] * 5
 
 
 def test_gpu_mode_without_a_gpu_says_so():
@@ -56,6 +78,8 @@ def test_json_figures_follow_the_tables(tmp_path):
     for column in document["columns"]:
         measured = column["sizes"]["50"]
         assert measured["seconds"] > 0 and measured["stable"] is True and measured["sequential"] is True
+        assert measured["launches_per_call"] is None  # counted for the GPU op only
+    assert document["planned_launches"] == {"50": 2}
 
 
 def test_dry_run_imports_what_the_gpu_measurement_needs_and_measures_nothing():

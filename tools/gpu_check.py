@@ -300,11 +300,25 @@ def probe_judge(code, document):
 
 
 def bench_judge(code, document):
+    """Instability, a launch count other than the plan's, and the target "never slower than
+    _dev20 at K = 1000 and 10000" (issue 14) for theano-det's op."""
     problems = []
-    for column in document.get("columns", []):
+    columns = document.get("columns", [])
+    dev20 = next((column for column in columns if "_dev20" in column["label"]), {"sizes": {}})
+    planned = document.get("planned_launches", {})
+    for column in columns:
         for size, figures in column.get("sizes", {}).items():
             if "_dev20" not in column["label"] and not figures.get("stable"):
                 problems.append("%s not bitwise stable at K=%s" % (column["label"], size))
+            counted = figures.get("launches_per_call")
+            if counted is not None and counted != planned.get(size):
+                problems.append("%s: %s launches per call at K=%s, the plan has %s"
+                                % (column["label"], counted, size, planned.get(size)))
+            atomic = dev20["sizes"].get(size)
+            if "theano-det" in column["label"] and size in ("1000", "10000") and atomic \
+                    and figures["seconds"] > atomic["seconds"]:
+                problems.append("%s slower than _dev20 at K=%s (%.3g ms vs %.3g ms)" % (
+                    column["label"], size, figures["seconds"] * 1e3, atomic["seconds"] * 1e3))
     return problems
 
 
