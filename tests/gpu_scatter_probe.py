@@ -1,8 +1,9 @@
 """Run theano-det's deterministic scatter kernel on a real GPU and compare its bits with numpy.
 
 Every case of incsubtensor_cases.CASES in every dtype (and every index dtype),
-through GpuDetAdvancedIncSubtensor1's launches (gpu_incsubtensor.scatter) on
-pygpu arrays: the result must have np.add.at's bits (assignment's for `set`),
+with the plan's sort and with the radix sort forced, through
+GpuDetAdvancedIncSubtensor1's launches (gpu_incsubtensor.scatter) on pygpu
+arrays: the result must have np.add.at's bits (assignment's for `set`),
 be the same over repeated runs, leave x alone unless inplace, and raise
 numpy's IndexError, with x unchanged, for an index out of range. Then the op in
 Theano graphs, with the rewrite's gate opened by a temporary record.
@@ -72,20 +73,27 @@ def main(argv=None) -> int:
 def kernel_checks(context, runs):
     from pygpu import gpuarray
 
+    from theano_det.ops import scatter_kernel
     from theano_det.ops.gpu_incsubtensor import scatter
 
     def on_gpu(array):
         return gpuarray.array(np.array(array, copy=True, order="C"), context=context)
 
     checks = []
-    problems = [(case, dtype, None) for case in CASES for dtype in DTYPES]
-    problems += [(CASES[1], "float32", index_dtype) for index_dtype in INDEX_DTYPES]
-    for case, dtype, index_dtype in problems:
+    # every case through the plan's sort (td_rank for these sizes) and through the radix sort
+    # (forced by RANK_MAX = 0; the graph checks' K = 20000 takes it by plan)
+    problems = [(case, dtype, None, rank_max) for rank_max in (None, 0) for case in CASES for dtype in DTYPES]
+    problems += [(CASES[1], "float32", index_dtype, rank_max) for rank_max in (None, 0)
+                 for index_dtype in INDEX_DTYPES]
+    planned_rank_max = scatter_kernel.RANK_MAX
+    for case, dtype, index_dtype, rank_max in problems:
         x, y, idx = case.make(dtype)
         if index_dtype is not None:
             idx = (idx % len(x) if index_dtype.startswith("uint") else idx).astype(index_dtype)
-        name = "%s / %s / index %s" % (case.name, dtype, idx.dtype)
+        name = "%s / %s / index %s / %s" % (case.name, dtype, idx.dtype,
+                                            "radix sort" if rank_max == 0 else "planned sort")
         check = {"name": name, "ok": False}
+        scatter_kernel.RANK_MAX = planned_rank_max if rank_max is None else rank_max
         try:
             x_gpu, y_gpu, idx_gpu = on_gpu(x), on_gpu(y), on_gpu(idx)
             if case.out_of_range:
@@ -120,6 +128,8 @@ def kernel_checks(context, runs):
                                and check["x_unchanged"] and check["inplace_same_bits"])
         except Exception as error:  # a failed launch or compile is a failed check, with its reason
             check["detail"] = "%s: %s" % (type(error).__name__, str(error)[:2000])
+        finally:
+            scatter_kernel.RANK_MAX = planned_rank_max
         checks.append(check)
     return checks
 

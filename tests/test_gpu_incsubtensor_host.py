@@ -327,3 +327,20 @@ def test_a_y_that_does_not_broadcast_is_refused(scatter):
     idx = FakeGpuArray.from_numpy(np.array([0, 1]))
     with pytest.raises(ValueError, match="array is not broadcastable to correct shape"):
         scatter(x, y, idx, False, False, "ctx")
+
+
+def test_the_gpu_probes_kernel_checks_pass_on_the_stand_in_through_both_sorts(monkeypatch):
+    # tests/gpu_scatter_probe.py's loop, on a few cases and dtypes: what the GPU run will execute
+    import gpu_scatter_probe
+
+    fake_scatter(monkeypatch)
+    monkeypatch.setattr(gpu_scatter_probe, "CASES", [CASES[0], CASES[8], CASES[12], CASES[14]])
+    monkeypatch.setattr(gpu_scatter_probe, "DTYPES", ["float32", "int8"])
+    monkeypatch.setattr(gpu_scatter_probe, "INDEX_DTYPES", ["int32", "uint16"])
+    FakeGpuKernel.launched.clear()
+    checks = gpu_scatter_probe.kernel_checks("ctx", runs=2)
+    assert len(checks) == 2 * (4 * 2) + 2 * 2
+    assert [check for check in checks if not check["ok"]] == []
+    assert sum(check["name"].endswith("/ radix sort") for check in checks) == len(checks) // 2
+    assert "td_rank" in FakeGpuKernel.launched and "td_digit_counts" in FakeGpuKernel.launched
+    assert sk.RANK_MAX == 16384  # restored after the forced radix sorts
