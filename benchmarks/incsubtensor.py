@@ -20,7 +20,9 @@ Each call returns a new array (no inplace), so times include copying x.
 A fifth table gives the host side of theano-det's GPU op: kernel launches per
 call as its launch plan has them (scatter_kernel.launch_plan; the radix sort
 alone, as before the one-launch sort, for comparison) and, on a GPU, as counted
-while the op ran. Python launches cost microseconds each, which matters at small K.
+while the op ran, with the time per call of its launch code alone
+(gpu_incsubtensor.scatter on pygpu arrays, without Theano's per-call overhead).
+Python launches cost microseconds each, which matters at small K.
 
 --compile-only needs neither Theano nor a GPU: it compiles the kernel with NVRTC
 for sm_60, sm_70, sm_80 and sm_90 as libgpuarray would and prints ptxas's register
@@ -48,8 +50,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 Candidate = namedtuple("Candidate", "label compile missing")
 Candidate.__doc__ = """One column: compile(x, y, idx) -> (call, to_host, sync); or missing: why not."""
 
-Result = namedtuple("Result", "seconds stable distinct max_error sequential launches_per_call")
-Result.__new__.__defaults__ = (None,)  # launches_per_call: counted for theano-det's GPU op only
+Result = namedtuple("Result", "seconds stable distinct max_error sequential launches_per_call scatter_seconds")
+# for theano-det's GPU op only: launches counted per call, and its perform's work alone
+# (gpu_incsubtensor.scatter on pygpu arrays, without Theano's per-call overhead), seconds per call
+Result.__new__.__defaults__ = (None, None)
 
 OURS_GPU = "theano-det `GpuDetAdvancedIncSubtensor1`"
 
@@ -83,7 +87,8 @@ def main(argv=None):
                 counted = launch_counter() if candidate.label == OURS_GPU else None
                 result = measure(call, to_host, sync, references, args.runs, args.min_seconds)
                 if counted is not None:
-                    result = result._replace(launches_per_call=counted())
+                    result = result._replace(launches_per_call=counted(),
+                                             scatter_seconds=time_scatter(x, y, idx, args.min_seconds))
                 results[k, candidate.label] = result
     print_tables(args, candidates, results)
     print_launches(args, results)
@@ -97,6 +102,27 @@ def planned_launches(k, rows, cols):
     from theano_det.ops import scatter_kernel
 
     return len(scatter_kernel.launch_plan(k, rows, cols)), len(scatter_kernel.launch_plan(k, rows, cols, rank_max=0))
+
+
+def time_scatter(x, y, idx, min_seconds):
+    """Seconds per call of gpu_incsubtensor.scatter alone (non-inplace; its read-back syncs)."""
+    from pygpu import gpuarray
+    from theano.gpuarray.type import get_context
+
+    from theano_det.ops.gpu_incsubtensor import scatter
+
+    context = get_context(None)
+    x_gpu, y_gpu, idx_gpu = (gpuarray.array(array, context=context) for array in (x, y, idx))
+    scatter(x_gpu, y_gpu, idx_gpu, False, False, context)  # warm up: compiled kernels, work buffers
+    repeat = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(repeat):
+            scatter(x_gpu, y_gpu, idx_gpu, False, False, context)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds or repeat >= 1 << 16:
+            return elapsed / repeat
+        repeat *= 2
 
 
 def launch_counter():
@@ -340,8 +366,8 @@ def print_launches(args, results):
     print()
     print("## Host side of theano-det's GPU op: kernel launches per call (one sync each)")
     print()
-    print("| K | launch plan | radix sort alone | counted on the GPU |")
-    print("| --- | --- | --- | --- |")
+    print("| K | launch plan | radix sort alone | counted on the GPU | `scatter()` alone per call |")
+    print("| --- | --- | --- | --- | --- |")
     for k in args.sizes:
         plan, radix = planned_launches(k, args.rows, args.cols)
         result = results.get((k, OURS_GPU))
@@ -351,7 +377,8 @@ def print_launches(args, results):
             counted = "%g" % result.launches_per_call
             if result.launches_per_call != plan:
                 counted += " (differs from the plan)"
-        print("| %s | %d | %d | %s |" % (format(k, ",").replace(",", " "), plan, radix, counted))
+        alone = format_ms(result.scatter_seconds) if result is not None else "not measured (no GPU)"
+        print("| %s | %d | %d | %s | %s |" % (format(k, ",").replace(",", " "), plan, radix, counted, alone))
 
 
 def format_ms(seconds):

@@ -344,3 +344,30 @@ def test_the_gpu_probes_kernel_checks_pass_on_the_stand_in_through_both_sorts(mo
     assert sum(check["name"].endswith("/ radix sort") for check in checks) == len(checks) // 2
     assert "td_rank" in FakeGpuKernel.launched and "td_digit_counts" in FakeGpuKernel.launched
     assert sk.RANK_MAX == 16384  # restored after the forced radix sorts
+
+
+def test_the_benchmarks_gpu_host_figures_on_the_stand_in(monkeypatch, capsys):
+    # benchmarks/incsubtensor.py's GPU-only parts: scatter() timed alone, launches counted and printed
+    import importlib.util
+
+    import theano.gpuarray.type
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("incsubtensor_benchmark", ROOT / "benchmarks" / "incsubtensor.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    fake_scatter(monkeypatch)
+    monkeypatch.setattr(theano.gpuarray.type, "get_context", lambda name: "ctx")
+    x, y, idx = bench.make_problem(300, 40, 3, 40, seed=1)
+    counted = bench.launch_counter()
+    FakeGpuKernel.launched.clear()
+    seconds = bench.time_scatter(x, y, idx, min_seconds=0)
+    assert seconds > 0 and counted() == 2 == len(FakeGpuKernel.launched) / 2  # warm-up call + one timed call
+    args = bench.parse_args(["--sizes", "300,20000", "--rows", "40", "--cols", "3", "--distinct", "40"])
+    results = {(300, bench.OURS_GPU): bench.Result(1e-3, True, 1, 0.0, True, 2, seconds),
+               (20000, bench.OURS_GPU): bench.Result(1e-3, True, 1, 0.0, True, 2, 5e-5)}
+    bench.print_launches(args, results)
+    out = capsys.readouterr().out
+    assert "| 300 | 2 | 5 | 2 | %s |" % bench.format_ms(seconds) in out
+    assert "| 20 000 | 5 | 5 | 2 (differs from the plan) | 0.05 ms |" in out  # 40 rows: one radix pass
