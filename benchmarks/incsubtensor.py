@@ -21,7 +21,9 @@ A fifth table gives the host side of theano-det's GPU op: kernel launches per
 call as its launch plan has them (scatter_kernel.launch_plan; the radix sort
 alone, as before the one-launch sort, for comparison) and, on a GPU, as counted
 while the op ran, with the time per call of its launch code alone
-(gpu_incsubtensor.scatter on pygpu arrays, without Theano's per-call overhead).
+(gpu_incsubtensor.scatter on pygpu arrays, without Theano's per-call overhead),
+with the plan's sort and with the radix sort forced (so the GPU run shows the
+gain of the one-launch sort and whether its threshold RANK_MAX is well placed).
 Python launches cost microseconds each, which matters at small K.
 
 --compile-only needs neither Theano nor a GPU: it compiles the kernel with NVRTC
@@ -50,10 +52,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 Candidate = namedtuple("Candidate", "label compile missing")
 Candidate.__doc__ = """One column: compile(x, y, idx) -> (call, to_host, sync); or missing: why not."""
 
-Result = namedtuple("Result", "seconds stable distinct max_error sequential launches_per_call scatter_seconds")
+Result = namedtuple("Result", "seconds stable distinct max_error sequential launches_per_call scatter_seconds "
+                               "radix_scatter_seconds")
 # for theano-det's GPU op only: launches counted per call, and its perform's work alone
-# (gpu_incsubtensor.scatter on pygpu arrays, without Theano's per-call overhead), seconds per call
-Result.__new__.__defaults__ = (None, None)
+# (gpu_incsubtensor.scatter on pygpu arrays, without Theano's per-call overhead), seconds per
+# call, with the plan's sort and with the radix sort forced (where RANK_MAX should be)
+Result.__new__.__defaults__ = (None, None, None)
 
 OURS_GPU = "theano-det `GpuDetAdvancedIncSubtensor1`"
 
@@ -87,8 +91,9 @@ def main(argv=None):
                 counted = launch_counter() if candidate.label == OURS_GPU else None
                 result = measure(call, to_host, sync, references, args.runs, args.min_seconds)
                 if counted is not None:
-                    result = result._replace(launches_per_call=counted(),
-                                             scatter_seconds=time_scatter(x, y, idx, args.min_seconds))
+                    result = result._replace(
+                        launches_per_call=counted(), scatter_seconds=time_scatter(x, y, idx, args.min_seconds),
+                        radix_scatter_seconds=time_scatter(x, y, idx, args.min_seconds, rank_max=0))
                 results[k, candidate.label] = result
     print_tables(args, candidates, results)
     print_launches(args, results)
@@ -104,25 +109,32 @@ def planned_launches(k, rows, cols):
     return len(scatter_kernel.launch_plan(k, rows, cols)), len(scatter_kernel.launch_plan(k, rows, cols, rank_max=0))
 
 
-def time_scatter(x, y, idx, min_seconds):
-    """Seconds per call of gpu_incsubtensor.scatter alone (non-inplace; its read-back syncs)."""
+def time_scatter(x, y, idx, min_seconds, rank_max=None):
+    """Seconds per call of gpu_incsubtensor.scatter alone (non-inplace; its read-back syncs),
+    with scatter_kernel.RANK_MAX = rank_max for the time (None: the plan's)."""
     from pygpu import gpuarray
     from theano.gpuarray.type import get_context
 
+    from theano_det.ops import scatter_kernel
     from theano_det.ops.gpu_incsubtensor import scatter
 
     context = get_context(None)
     x_gpu, y_gpu, idx_gpu = (gpuarray.array(array, context=context) for array in (x, y, idx))
-    scatter(x_gpu, y_gpu, idx_gpu, False, False, context)  # warm up: compiled kernels, work buffers
-    repeat = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(repeat):
-            scatter(x_gpu, y_gpu, idx_gpu, False, False, context)
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds or repeat >= 1 << 16:
-            return elapsed / repeat
-        repeat *= 2
+    planned = scatter_kernel.RANK_MAX
+    scatter_kernel.RANK_MAX = planned if rank_max is None else rank_max
+    try:
+        scatter(x_gpu, y_gpu, idx_gpu, False, False, context)  # warm up: compiled kernels, work buffers
+        repeat = 1
+        while True:
+            start = time.perf_counter()
+            for _ in range(repeat):
+                scatter(x_gpu, y_gpu, idx_gpu, False, False, context)
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds or repeat >= 1 << 16:
+                return elapsed / repeat
+            repeat *= 2
+    finally:
+        scatter_kernel.RANK_MAX = planned
 
 
 def launch_counter():
@@ -366,8 +378,9 @@ def print_launches(args, results):
     print()
     print("## Host side of theano-det's GPU op: kernel launches per call (one sync each)")
     print()
-    print("| K | launch plan | radix sort alone | counted on the GPU | `scatter()` alone per call |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| K | launch plan | radix sort alone | counted on the GPU | `scatter()` alone per call "
+          "| `scatter()` with the radix sort |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for k in args.sizes:
         plan, radix = planned_launches(k, args.rows, args.cols)
         result = results.get((k, OURS_GPU))
@@ -377,8 +390,10 @@ def print_launches(args, results):
             counted = "%g" % result.launches_per_call
             if result.launches_per_call != plan:
                 counted += " (differs from the plan)"
-        alone = format_ms(result.scatter_seconds) if result is not None else "not measured (no GPU)"
-        print("| %s | %d | %d | %s | %s |" % (format(k, ",").replace(",", " "), plan, radix, counted, alone))
+        times = [format_ms(seconds) if seconds is not None else "not measured"
+                 for seconds in (result.scatter_seconds, result.radix_scatter_seconds)] if result is not None \
+            else ["not measured (no GPU)"] * 2
+        print("| %s | %d | %d | %s | %s | %s |" % (format(k, ",").replace(",", " "), plan, radix, counted, *times))
 
 
 def format_ms(seconds):
