@@ -75,6 +75,12 @@ def test_the_digest_changes_with_the_ops_launch_code(tmp_path):
     assert scatter_kernel.source_digest(str(same)) == scatter_kernel.source_digest()
 
 
+def test_a_missing_launch_code_keeps_the_gate_closed(tmp_path, monkeypatch):
+    path = record(tmp_path, passed=True, kernel_sha256=scatter_kernel.source_digest())
+    monkeypatch.setattr(scatter_kernel, "HOST_MODULE", str(tmp_path / "gone.py"))
+    assert rewrite.gpu_kernel_ready(path) is False
+
+
 def test_a_pass_recorded_for_the_radix_sort_alone_does_not_vouch_for_td_rank(tmp_path, monkeypatch):
     # the same sources with every K on the radix sort (the plan before td_rank): not this plan
     monkeypatch.setattr(scatter_kernel, "RANK_MAX", 0)

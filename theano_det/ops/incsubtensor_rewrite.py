@@ -77,16 +77,16 @@ def gpu_kernel_ready(record_path=PASSED_RECORD):
     """Whether a recorded GPU run vouches for this version's kernel sources.
 
     The record (JSON) must say "passed": true and carry the kernel_sha256 of
-    scatter_kernel.source_digest(): any change to the kernels closes the gate
-    until they pass on a GPU again.
+    scatter_kernel.source_digest() (the kernel sources, launch plans and the op's
+    launch code): any change to them closes the gate until they pass on a GPU again.
     """
     try:
         with open(record_path) as stream:
             record = json.load(stream)
-    except (OSError, ValueError):
+        return (isinstance(record, dict) and record.get("passed") is True
+                and record.get("kernel_sha256") == scatter_kernel.source_digest())
+    except (OSError, ValueError):  # no record, or no launch code to vouch for
         return False
-    return (isinstance(record, dict) and record.get("passed") is True
-            and record.get("kernel_sha256") == scatter_kernel.source_digest())
 
 
 def replacement_for(decision, kernel_ready=False):
