@@ -14,7 +14,7 @@ from incsubtensor_cases import CASES, DTYPES, INDEX_DTYPES, expected_result, sam
 from theano_det.ops import scatter_kernel as sk
 from theano_det.ops import scatter_kernel_model as model
 from theano_det.ops.ordered_scatter import group_positions, normalize_rows
-from theano_det.ops.scatter_kernel_model import emulate, td_rows, td_scan
+from theano_det.ops.scatter_kernel_model import emulate, td_scan
 
 
 # every case through both sorts: the plan's own (td_rank for these sizes) and the radix sort
@@ -55,20 +55,34 @@ def test_an_unsigned_index_above_int64_is_out_of_range():
         emulate(np.zeros((4, 2), np.float32), np.ones((3, 2), np.float32), idx)
 
 
-def test_first_bad_is_the_smallest_bad_position_and_the_message_names_its_value():
+@pytest.mark.parametrize("sort", SORTS)
+def test_first_bad_is_the_smallest_bad_position_and_the_message_names_its_value(sort):
     idx = np.array([0, 3, 7, -9, 8])
-    assert td_rows(idx, 4)[2] == 2
+    assert model.smallest_bad(model.td_row(idx, 4)[1]) == 2
     with pytest.raises(IndexError, match="^index 7 is out of bounds for axis 0 with size 4$"):
-        emulate(np.zeros(4), np.ones(5), idx)
+        emulate(np.zeros(4), np.ones(5), idx, rank_max=SORTS[sort])
+
+
+def test_the_radix_sorts_first_bad_is_the_smallest_over_the_tiles():
+    idx = np.zeros(5000, dtype=np.int64)
+    idx[[4100, 3000, 1500, 4999]] = 99  # bad in tiles 4, 2, 1, 4: the first is 1500
+    keys, pos, counts, tile_bad = model.td_rows_counts(idx, 10, sk.tile_count(5000), sk.RADIX)
+    assert list(tile_bad) == [model.UINT32_MAX, 1500, 3000, model.UINT32_MAX, 4100]
+    assert model.td_scan_first_bad(tile_bad, sk.SCAN_THREADS) == 1500
+    assert model.td_scan_first_bad(np.full(3000, model.UINT32_MAX, np.uint32), sk.SCAN_THREADS) == model.UINT32_MAX
+    assert keys[1500] == 0 and counts[0].sum() == 5000  # a bad position sorts as row 0
+    with pytest.raises(IndexError, match="^index 99 is out of bounds for axis 0 with size 10$"):
+        emulate(np.zeros(10), np.ones(5000), idx, rank_max=0)
 
 
 @pytest.mark.parametrize("n_rows,n_positions", [(5, 40), (300, 2600), (70000, 5000), (1, 3)])
 def test_the_sort_passes_give_the_stable_order(n_rows, n_positions):
     rng = np.random.RandomState(n_rows)
     idx = rng.randint(-n_rows, n_rows, size=n_positions)
-    keys, pos, _ = td_rows(idx, n_rows)
     for kernel, blocks, threads, shift in sk.launch_plan(n_positions, n_rows, 1, rank_max=0):
-        if kernel == "td_digit_counts":
+        if kernel == "td_rows_counts":
+            keys, pos, counts, _ = model.td_rows_counts(idx, n_rows, blocks, threads)
+        elif kernel == "td_digit_counts":
             counts = model.td_digit_counts(keys, shift, blocks, threads)
         elif kernel == "td_scan":
             slots = model.td_scan(counts.ravel(), threads).reshape(counts.shape)
@@ -107,7 +121,10 @@ def test_the_scan_is_exclusive_for_counts_longer_than_the_block():
 
 
 # launches per call for the benchmark's problem (N = 10 000 rows, D = 256): K -> (before, now)
-LAUNCHES = {1000: (8, 2), 10000: (8, 2), 16384: (8, 2), 16385: (8, 8), 100000: (8, 8)}
+# before: td_rows + 3 per radix pass + td_apply for every K; now: td_rank + td_apply up to
+# RANK_MAX, above 3 per radix pass (the first with the rows) + td_apply
+BEFORE = 8
+LAUNCHES = {1000: (7, 2), 10000: (7, 2), 16384: (7, 2), 16385: (7, 7), 100000: (7, 7)}
 
 
 @pytest.mark.parametrize("k", sorted(LAUNCHES))
@@ -124,7 +141,9 @@ def test_small_k_sorts_in_one_launch_and_large_k_with_the_radix_passes(k):
 
 def test_the_plan_has_one_sort_pass_per_byte_of_the_largest_row():
     kernels = [step[0] for step in sk.launch_plan(100000, 10000, 256)]
-    assert kernels == ["td_rows"] + ["td_digit_counts", "td_scan", "td_scatter"] * 2 + ["td_apply"]
+    assert kernels == ["td_rows_counts", "td_scan", "td_scatter", "td_digit_counts", "td_scan", "td_scatter",
+                       "td_apply"]
+    assert len(kernels) == BEFORE - 1
     assert [step[0] for step in sk.launch_plan(10, 256, 1, rank_max=0)].count("td_scatter") == 1
     assert sk.launch_plan(0, 10, 4) == []
     assert "td_apply" not in [step[0] for step in sk.launch_plan(10, 10, 0)]

@@ -140,18 +140,21 @@ def scatter(x, y, ilist, set_instead_of_inc, inplace, context):
     buffers = work_buffers(context, n_positions, sk.uses_rank_sort(plan))
     out_s0, out_s1 = (element_strides(out, tuple(out.shape)) + [0])[:2]  # the copy's strides, not x's
     keys, pos, first_bad = buffers["keys"], buffers["pos"], buffers["first_bad"]
-    if first_bad is None:  # td_rows only lowers it: a fresh one set to "no bad position"
-        first_bad = gpuarray.array(NO_BAD_BUFFER, context=context)
+    idx_stride = ilist.strides[0] // ilist.itemsize
     source = 0
     for name, blocks, threads, shift in plan:
-        if name in ("td_rows", "td_rank"):
-            kernels[name](n_positions, n_rows, ilist, ilist.offset, ilist.strides[0] // ilist.itemsize,
+        if name == "td_rank":
+            kernels[name](n_positions, n_rows, ilist, ilist.offset, idx_stride,
                           keys[0], pos[0], first_bad, gs=blocks, ls=threads)
+        elif name == "td_rows_counts":
+            kernels[name](n_positions, n_rows, ilist, ilist.offset, idx_stride, keys[0], pos[0],
+                          buffers["counts"], buffers["tiles"], buffers["tile_bad"], gs=blocks, ls=threads)
         elif name == "td_digit_counts":
             kernels[name](n_positions, shift, keys[source], buffers["counts"], buffers["tiles"],
                           gs=blocks, ls=threads)
         elif name == "td_scan":
-            kernels[name](buffers["counts"], buffers["counts"].size, gs=blocks, ls=threads)
+            kernels[name](buffers["counts"], buffers["counts"].size, buffers["tile_bad"], buffers["tiles"],
+                          first_bad, gs=blocks, ls=threads)
         elif name == "td_scatter":
             kernels[name](n_positions, shift, keys[source], pos[source], keys[1 - source], pos[1 - source],
                           buffers["counts"], buffers["tiles"], gs=blocks, ls=threads)
@@ -169,7 +172,6 @@ def scatter(x, y, ilist, set_instead_of_inc, inplace, context):
     return out
 
 
-NO_BAD_BUFFER = np.array([NO_BAD_POSITION], dtype=np.uint32)
 LAUNCHES = {"calls": 0, "kernels": 0}  # calls of scatter that launched, and their launches (the benchmark's count)
 CACHED_SIZES = 4  # work buffers kept per context: the sizes of the last few calls
 _buffers = OrderedDict()
@@ -177,7 +179,8 @@ _buffers = OrderedDict()
 
 def work_buffers(context, n_positions, rank_sort):
     """keys, pos (uint32, K each; twice for the radix sort's ping-pong), the per-tile digit
-    counts (radix sort) and first_bad: O(K) in all.
+    counts and smallest bad positions (radix sort) and first_bad: O(K) in all. No call
+    initialises them: td_rank or td_scan writes first_bad, the kernels write the rest.
 
     Reused by the next calls of the same size on the same context (their launches
     follow on the context's stream, and each call ends with a sync), so a call
@@ -195,12 +198,12 @@ def work_buffers(context, n_positions, rank_sort):
     buffers = {
         "keys": [gpuarray.empty((n_positions,), dtype="uint32", context=context) for _ in range(copies)],
         "pos": [gpuarray.empty((n_positions,), dtype="uint32", context=context) for _ in range(copies)],
-        # td_rank writes first_bad itself; the radix sort's td_rows needs a fresh one per call
-        "first_bad": gpuarray.empty((1,), dtype="uint32", context=context) if rank_sort else None,
+        "first_bad": gpuarray.empty((1,), dtype="uint32", context=context),
         "tiles": tiles,
     }
     if not rank_sort:
         buffers["counts"] = gpuarray.empty((sk.RADIX * tiles,), dtype="uint32", context=context)
+        buffers["tile_bad"] = gpuarray.empty((tiles,), dtype="uint32", context=context)
     _buffers[key] = buffers
     while len(_buffers) > CACHED_SIZES:
         _buffers.popitem(last=False)

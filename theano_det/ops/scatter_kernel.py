@@ -5,8 +5,8 @@ docs/det-incsubtensor.md: positions grouped stably by row, then one sequential
 chain per (row, column) in increasing position. Six kernels; launch_plan says
 which run, in which order, on how many blocks; the op (gpu_incsubtensor.py)
 launches them and the numpy model (scatter_kernel_model.py) follows them step
-by step. Two launches for K <= RANK_MAX, td_rows + 3 per radix pass + td_apply
-above (python launches cost microseconds each: few launches for small K):
+by step. Two launches for K <= RANK_MAX, 3 per radix pass + td_apply above
+(python launches cost microseconds each: few launches for small K):
 
 1. the stable grouping, as (keys, pos) sorted by key = row:
    - K <= RANK_MAX: td_rank, one thread per position: the row (negative
@@ -14,15 +14,16 @@ above (python launches cost microseconds each: few launches for small K):
      before it (smaller row, or same row and smaller position), over tiles of
      rows in shared memory; also the smallest bad position (out of range) into
      first_bad, written by block 0 (no initialisation needed).
-   - above: td_rows, one thread per position: the row, or atomicMin(first_bad, k)
-     for an index out of range (an integer atomic: the same result in any order)
-     and row 0; keys = rows, pos = positions. Then a stable LSD radix sort of
-     (keys, pos) by key, 8 bits a pass (only the bytes of N - 1), in tiles of
-     TILE positions, one block per tile and one thread per digit value:
-     td_digit_counts (thread d counts digit d in its tile), td_scan (one block:
-     exclusive scan of the counts, digit-major, which gives each (digit, tile)
-     its first output slot), td_scatter (thread d walks its tile in order and
-     writes the elements with digit d to consecutive slots: stable by construction).
+   - above: a stable LSD radix sort of (keys, pos) by key, 8 bits a pass (only
+     the bytes of N - 1), in tiles of TILE positions, one block per tile and
+     one thread per digit value: td_digit_counts (thread d counts digit d in
+     its tile), td_scan (one block: exclusive scan of the counts, digit-major,
+     which gives each (digit, tile) its first output slot), td_scatter (thread
+     d walks its tile in order and writes the elements with digit d to
+     consecutive slots: stable by construction). The first pass counts with
+     td_rows_counts, which also writes the rows (row 0 for an index out of
+     range) and positions and each tile's smallest bad position; td_scan
+     reduces those into first_bad (integer minima: the same in any order).
 2. td_apply: one thread per (sorted position, column); the thread at the first
    position of a row's run adds that run's y rows to out[row, column] one by one.
    It writes nothing when first_bad is set; the host reads first_bad back after
@@ -30,7 +31,8 @@ above (python launches cost microseconds each: few launches for small K):
 
 No float atomics and no order that depends on scheduling: the bits depend on
 idx alone. Extra memory: keys and pos (uint32, K each; twice for the radix
-sort) + 256 x ceil(K/TILE) uint32 counts (radix sort) + one uint32: O(K).
+sort) + 257 x ceil(K/TILE) uint32 counts and tile minima (radix sort) + one
+uint32: O(K).
 
 Pure Python (no numpy, no pygpu), so tests compile the exact source with
 NVRTC without a GPU. Python 3.5+ syntax.
@@ -42,14 +44,13 @@ TILE = 1024          # positions per block in the sort kernels
 DIGIT_BITS = 8
 RADIX = 1 << DIGIT_BITS  # threads per block in the sort kernels: one per digit value
 SCAN_THREADS = 1024  # the single block of td_scan
-ROWS_THREADS = 256
 APPLY_THREADS = 256
 RANK_MAX = 16384     # K up to this: the one-launch rank sort (K threads of K integer comparisons each)
 RANK_THREADS = 128   # threads per block of td_rank, and the rows of its shared tile
-MAX_BLOCKS = 65535   # grid-stride loops beyond this (td_rows, td_apply)
+MAX_BLOCKS = 65535   # grid-stride loops beyond this (td_apply)
 MAX_ROWS = (1 << 31) - 1  # keys and positions are uint32 (with room to spare)
 
-KERNEL_NAMES = ("td_rows", "td_rank", "td_digit_counts", "td_scan", "td_scatter", "td_apply")
+KERNEL_NAMES = ("td_rank", "td_rows_counts", "td_digit_counts", "td_scan", "td_scatter", "td_apply")
 
 # numpy dtype name -> libgpuarray's cluda type (ga_*), and the unsigned type of the same width
 CTYPES = {
@@ -67,10 +68,10 @@ INDEX_DTYPES = tuple(UNSIGNED)
 # Kernel argument types, as libgpuarray names them ("buffer" is a GpuArray's gpudata);
 # the op turns them into pygpu types. Offsets are in bytes, strides in elements.
 ARGUMENTS = {
-    "td_rows": ("size", "size", "buffer", "size", "ssize", "buffer", "buffer", "buffer"),
     "td_rank": ("size", "size", "buffer", "size", "ssize", "buffer", "buffer", "buffer"),
+    "td_rows_counts": ("size", "size", "buffer", "size", "ssize", "buffer", "buffer", "buffer", "size", "buffer"),
     "td_digit_counts": ("size", "uint32", "buffer", "buffer", "size"),
-    "td_scan": ("buffer", "size"),
+    "td_scan": ("buffer", "size", "buffer", "size", "buffer"),
     "td_scatter": ("size", "uint32", "buffer", "buffer", "buffer", "buffer", "buffer", "size"),
     "td_apply": ("size", "size", "buffer", "buffer",
                  "buffer", "size", "ssize", "ssize",
@@ -92,22 +93,6 @@ static __device__ inline td_value td_add(td_value a, td_value b) {
 /* The row of index value v in an N-row x (negative values wrapped), or 0 and *bad = 1. */
 static __device__ inline ga_uint td_row(const td_index v, const ga_size N, int *bad) {
 %(row)s
-}
-
-KERNEL void td_rows(const ga_size K, const ga_size N,
-                    GLOBAL_MEM const td_index *idx, const ga_size idx_offset,
-                    const ga_ssize idx_stride,
-                    GLOBAL_MEM ga_uint *keys, GLOBAL_MEM ga_uint *pos,
-                    GLOBAL_MEM ga_uint *first_bad)
-{
-  idx = (GLOBAL_MEM const td_index *)((GLOBAL_MEM const char *)idx + idx_offset);
-  for (ga_size k = (ga_size)GID_0 * LDIM_0 + LID_0; k < K; k += (ga_size)GDIM_0 * LDIM_0) {
-    int bad;
-    keys[k] = td_row(idx[(ga_ssize)k * idx_stride], N, &bad);
-    if (bad)
-      atomicMin(first_bad, (ga_uint)k);
-    pos[k] = (ga_uint)k;
-  }
 }
 
 /* K <= TD_RANK_MAX: the whole sort in one launch, one thread per position i.
@@ -155,6 +140,47 @@ KERNEL void td_rank(const ga_size K, const ga_size N,
     *first_bad = smallest_bad;
 }
 
+/* The first radix pass (shift 0) with the rows: one block of TD_RADIX threads per
+   tile writes the tile's rows (negative indices wrapped; row 0 for an index out of
+   range) and positions, counts digit d in thread d as td_digit_counts does, and
+   writes the tile's smallest bad position (a shared integer atomicMin: the same
+   in any order) to tile_bad[tile]; td_scan reduces those into first_bad. */
+KERNEL void td_rows_counts(const ga_size K, const ga_size N,
+                           GLOBAL_MEM const td_index *idx, const ga_size idx_offset,
+                           const ga_ssize idx_stride,
+                           GLOBAL_MEM ga_uint *keys, GLOBAL_MEM ga_uint *pos,
+                           GLOBAL_MEM ga_uint *tile_counts, const ga_size n_tiles,
+                           GLOBAL_MEM ga_uint *tile_bad)
+{
+  LOCAL_MEM unsigned char digits[TD_TILE];
+  LOCAL_MEM ga_uint smallest_bad;
+  idx = (GLOBAL_MEM const td_index *)((GLOBAL_MEM const char *)idx + idx_offset);
+  const ga_size tile = GID_0;
+  const ga_size begin = tile * TD_TILE;
+  const ga_uint length = (ga_uint)(K - begin < TD_TILE ? K - begin : TD_TILE);
+  if (LID_0 == 0)
+    smallest_bad = 0xFFFFFFFFu;
+  local_barrier();
+  for (ga_uint j = LID_0; j < length; j += LDIM_0) {
+    const ga_size k = begin + j;
+    int bad;
+    const ga_uint row = td_row(idx[(ga_ssize)k * idx_stride], N, &bad);
+    if (bad)
+      atomicMin(&smallest_bad, (ga_uint)k);
+    keys[k] = row;
+    pos[k] = (ga_uint)k;
+    digits[j] = (unsigned char)(row & (TD_RADIX - 1));
+  }
+  local_barrier();
+  const ga_uint digit = LID_0;
+  ga_uint count = 0;
+  for (ga_uint j = 0; j < length; ++j)
+    count += (digits[j] == digit);
+  tile_counts[(ga_size)digit * n_tiles + tile] = count;
+  if (LID_0 == 0)
+    tile_bad[tile] = smallest_bad;
+}
+
 /* One block of TD_RADIX threads per tile; thread d counts the keys whose digit is d. */
 KERNEL void td_digit_counts(const ga_size K, const ga_uint shift,
                             GLOBAL_MEM const ga_uint *keys,
@@ -176,8 +202,13 @@ KERNEL void td_digit_counts(const ga_size K, const ga_uint shift,
 
 /* One block: counts[i] = counts[0] + ... + counts[i-1] (exact: integers).
    Thread t owns the chunk [t*chunk, (t+1)*chunk); the chunk sums are scanned in
-   shared memory (Hillis-Steele), then each thread writes its chunk's prefixes. */
-KERNEL void td_scan(GLOBAL_MEM ga_uint *counts, const ga_size n)
+   shared memory (Hillis-Steele), then each thread writes its chunk's prefixes.
+   Then first_bad = the smallest of tile_bad (strided minima, then a tree in
+   shared memory: an integer min, the same in any order). Every pass does it;
+   tile_bad is written once, by td_rows_counts, so every pass writes the same. */
+KERNEL void td_scan(GLOBAL_MEM ga_uint *counts, const ga_size n,
+                    GLOBAL_MEM const ga_uint *tile_bad, const ga_size n_tiles,
+                    GLOBAL_MEM ga_uint *first_bad)
 {
   LOCAL_MEM ga_uint partial[%(scan_threads)d];
   const ga_size chunk = (n + LDIM_0 - 1) / LDIM_0;
@@ -200,6 +231,19 @@ KERNEL void td_scan(GLOBAL_MEM ga_uint *counts, const ga_size n)
     counts[i] = running;
     running += count;
   }
+  ga_uint smallest = 0xFFFFFFFFu;
+  for (ga_size t = LID_0; t < n_tiles; t += LDIM_0)
+    smallest = tile_bad[t] < smallest ? tile_bad[t] : smallest;
+  local_barrier();  /* every thread has read its partial[] above */
+  partial[LID_0] = smallest;
+  local_barrier();
+  for (ga_uint half = LDIM_0 / 2; half > 0; half >>= 1) {
+    if (LID_0 < half && partial[LID_0 + half] < partial[LID_0])
+      partial[LID_0] = partial[LID_0 + half];
+    local_barrier();
+  }
+  if (LID_0 == 0)
+    *first_bad = partial[0];
 }
 
 /* One block of TD_RADIX threads per tile; thread d walks its tile in order and
@@ -231,7 +275,7 @@ KERNEL void td_scatter(const ga_size K, const ga_uint shift,
    of equal keys owns out[row, c]: it adds y[pos[i], c], y[pos[i+1], c], ... in
    this order (inc), or writes the run's last y (set). Consecutive threads take
    consecutive columns, so the loads of a y row are coalesced. Nothing is written
-   when an index was out of range (td_rows set first_bad; the host raises). */
+   when an index was out of range (first_bad is set; the host raises). */
 KERNEL void td_apply(const ga_size K, const ga_size D,
                      GLOBAL_MEM const ga_uint *keys, GLOBAL_MEM const ga_uint *pos,
                      GLOBAL_MEM td_value *out, const ga_size out_offset,
@@ -343,8 +387,8 @@ def launch_plan(n_positions, n_rows, n_columns, rank_max=None):
     """The launches for K positions into an N x D view: [(kernel, blocks, threads, pass shift)].
 
     Shared by the op and the numpy model, so both partition the work the same way.
-    K <= rank_max (default RANK_MAX): td_rank sorts in one launch; above, td_rows
-    and the radix passes. Nothing is launched for K = 0; td_apply is left out
+    K <= rank_max (default RANK_MAX): td_rank sorts in one launch; above, the radix
+    passes, the first with the rows (td_rows_counts). Nothing is launched for K = 0; td_apply is left out
     when there is no column.
     """
     k, n, d = n_positions, n_rows, n_columns
@@ -354,9 +398,9 @@ def launch_plan(n_positions, n_rows, n_columns, rank_max=None):
         plan = [("td_rank", _blocks(k, RANK_THREADS), RANK_THREADS, None)]
     else:
         tiles = tile_count(k)
-        plan = [("td_rows", _blocks(k, ROWS_THREADS), ROWS_THREADS, None)]
-        for shift in radix_shifts(n):
-            plan += [("td_digit_counts", tiles, RADIX, shift),
+        plan = []
+        for shift in radix_shifts(n):  # the first pass (shift 0) also computes the rows
+            plan += [("td_rows_counts" if shift == 0 else "td_digit_counts", tiles, RADIX, shift),
                      ("td_scan", 1, SCAN_THREADS, shift),
                      ("td_scatter", tiles, RADIX, shift)]
     if d:

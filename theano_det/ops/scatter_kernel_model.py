@@ -4,13 +4,15 @@ It runs the same launch plan (scatter_kernel.launch_plan), block by block and,
 within a block, thread by thread where the order matters, and does each
 kernel's arithmetic in the kernel's types and order:
 
-- td_rows: rows wrapped as the kernel wraps them, first_bad = the smallest bad
-  position (what atomicMin leaves, whatever the order);
+- td_row: rows wrapped as the kernel wraps them (row 0 for an index out of range);
 - td_rank (K <= RANK_MAX): per block and thread, the count of positions before
-  its own in the stable order, its writes to that slot, and block 0's first_bad;
-- td_digit_counts / td_scan / td_scatter: per tile, thread d's count and its
-  walk in position order; the scan by chunks of the single block's threads and
-  the Hillis-Steele steps over their sums;
+  its own in the stable order, its writes to that slot, and block 0's first_bad
+  = the smallest bad position (what atomicMin leaves, whatever the order);
+- td_rows_counts / td_digit_counts / td_scan / td_scatter: per tile, the rows
+  and the tile's smallest bad position, thread d's count and its walk in
+  position order; the scan by chunks of the single block's threads and the
+  Hillis-Steele steps over their sums, then the minimum of the tiles' bad
+  positions by strided minima and a tree;
 - td_apply: the thread at the first sorted position of a row's run, for each
   column, adding that run's y values one at a time, each addition rounded to the
   dtype (float16: a float32 sum rounded to half; integers: unsigned, wrapped).
@@ -45,14 +47,16 @@ def emulate(x, y, indices, set_instead_of_inc=False, rank_max=None):
     out = view.copy()
     state = {}
     for kernel, blocks, threads, shift in plan:
-        if kernel == "td_rows":
-            state["keys"], state["pos"], state["first_bad"] = td_rows(indices, n_rows)
+        if kernel == "td_rows_counts":
+            state["keys"], state["pos"], state["counts"], state["tile_bad"] = td_rows_counts(
+                indices, n_rows, blocks, threads)
         elif kernel == "td_rank":
             state["keys"], state["pos"], state["first_bad"] = td_rank(indices, n_rows, blocks, threads)
         elif kernel == "td_digit_counts":
             state["counts"] = td_digit_counts(state["keys"], shift, blocks, threads)
         elif kernel == "td_scan":
             state["slots"] = td_scan(state["counts"].ravel(), threads).reshape(state["counts"].shape)
+            state["first_bad"] = td_scan_first_bad(state["tile_bad"], threads)
         elif kernel == "td_scatter":
             state["keys"], state["pos"] = td_scatter(state["keys"], state["pos"], shift, state["slots"],
                                                      blocks, threads)
@@ -68,8 +72,8 @@ def emulate(x, y, indices, set_instead_of_inc=False, rank_max=None):
     return out.reshape(x.shape)
 
 
-def td_rows(indices, n_rows):
-    """(keys, pos, first_bad): uint32 rows and positions; UINT32_MAX when every index is good."""
+def td_row(indices, n_rows):
+    """(rows, bad): td_row at every position: uint32 rows (0 where bad) and the bad mask."""
     if indices.dtype.kind == "u":
         values = indices.astype(np.uint64)
         bad = values >= np.uint64(n_rows)
@@ -78,9 +82,22 @@ def td_rows(indices, n_rows):
         rows = indices.astype(np.int64)
         rows = np.where(rows < 0, rows + n_rows, rows)
         bad = (rows < 0) | (rows >= n_rows)
-    first_bad = int(np.flatnonzero(bad)[0]) if bad.any() else UINT32_MAX
-    keys = np.where(bad, 0, rows).astype(np.uint32)  # row 0 for a bad position, as the kernel writes
-    return keys, np.arange(len(indices), dtype=np.uint32), first_bad
+    return np.where(bad, 0, rows).astype(np.uint32), bad  # row 0 for a bad position, as the kernel returns
+
+
+def smallest_bad(bad, offset=0):
+    """The smallest bad position (offset + index in `bad`), or UINT32_MAX: an integer atomicMin's result."""
+    return offset + int(np.flatnonzero(bad)[0]) if bad.any() else UINT32_MAX
+
+
+def td_rows_counts(indices, n_rows, blocks, threads):
+    """(keys, pos, counts, tile_bad): the rows and positions, pass 0's digit counts (as
+    td_digit_counts), and each tile's smallest bad position (its block's shared atomicMin)."""
+    assert threads == sk.RADIX and blocks == sk.tile_count(len(indices))
+    keys, bad = td_row(indices, n_rows)
+    tile_bad = np.array([smallest_bad(_tile(bad, tile), tile * sk.TILE) for tile in range(blocks)],
+                        dtype=np.uint32)
+    return keys, np.arange(len(indices), dtype=np.uint32), td_digit_counts(keys, 0, blocks, threads), tile_bad
 
 
 def td_rank(indices, n_rows, blocks, threads):
@@ -88,7 +105,8 @@ def td_rank(indices, n_rows, blocks, threads):
     its row and position to slot #{j: row_j < row_i} + #{j < i: row_j == row_i}."""
     n_positions = len(indices)
     assert blocks * threads >= n_positions, "one thread per position"
-    rows, _, first_bad = td_rows(indices, n_rows)  # td_row, as each thread computes it
+    rows, bad = td_row(indices, n_rows)  # as each thread computes it
+    first_bad = smallest_bad(bad)  # every block's shared atomicMin over all j; block 0 writes it
     keys, pos = np.empty_like(rows), np.empty_like(rows)
     written = np.zeros(n_positions, dtype=bool)
     j = np.arange(n_positions)
@@ -101,7 +119,6 @@ def td_rank(indices, n_rows, blocks, threads):
         assert not written[ranks].any(), "two threads wrote one slot"
         keys[ranks], pos[ranks], written[ranks] = rows[mine], mine, True
     assert written.all(), "a slot was never written"
-    # every block finds the smallest bad position over all j; block 0 writes it
     return keys, pos, first_bad
 
 
@@ -146,6 +163,17 @@ def td_scan(counts, threads):
             slots[i] = running
             running += counts[i]
     return slots
+
+
+def td_scan_first_bad(tile_bad, threads):
+    """td_scan's tail: thread t's minimum over tile_bad[t::threads], then the tree in shared memory."""
+    partial = np.array([min(tile_bad[thread::threads], default=UINT32_MAX) for thread in range(threads)],
+                       dtype=np.uint32)
+    half = threads // 2
+    while half > 0:
+        partial[:half] = np.minimum(partial[:half], partial[half:2 * half])
+        half //= 2
+    return int(partial[0])
 
 
 def td_scatter(keys, pos, shift, slots, blocks, threads):
