@@ -19,12 +19,12 @@ Each call returns a new array (no inplace), so times include copying x.
 
 A fifth table gives the host side of theano-det's GPU op: kernel launches per
 call as its launch plan has them (scatter_kernel.launch_plan; the radix sort
-alone, as before the one-launch sort, for comparison) and, on a GPU, as counted
-while the op ran, with the time per call of its launch code alone
-(gpu_incsubtensor.scatter on pygpu arrays, without Theano's per-call overhead),
-with the plan's sort and with the radix sort forced (so the GPU run shows the
-gain of the one-launch sort and whether its threshold RANK_MAX is well placed).
-Python launches cost microseconds each, which matters at small K.
+alone, for comparison) and, on a GPU, as counted while the op ran, with the
+time per call of its launch code alone (gpu_incsubtensor.scatter on pygpu
+arrays, without Theano's per-call overhead), with the plan's sort and with the
+radix sort forced (so the GPU run shows the gain of the one-launch sort and
+whether its threshold RANK_MAX is well placed). Python launches cost
+microseconds each, which matters at small K.
 
 --compile-only needs neither Theano nor a GPU: it compiles the kernel with NVRTC
 for sm_60, sm_70, sm_80 and sm_90 as libgpuarray would and prints ptxas's register
