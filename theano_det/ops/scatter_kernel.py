@@ -95,7 +95,7 @@ static __device__ inline ga_uint td_row(const td_index v, const ga_size N, int *
 %(row)s
 }
 
-/* K <= TD_RANK_MAX: the whole sort in one launch, one thread per position i.
+/* K <= RANK_MAX (scatter_kernel.py): the whole sort in one launch, one thread per position i.
    Its slot in the stable order is #{j : row_j < row_i} + #{j < i : row_j == row_i}
    (integer counts: the same in any order, and every slot is taken once). Every
    block walks all positions in tiles of blockDim rows staged in shared memory,
@@ -110,7 +110,7 @@ KERNEL void td_rank(const ga_size K, const ga_size N,
   LOCAL_MEM ga_uint tile_rows[TD_RANK_THREADS];
   LOCAL_MEM ga_uint smallest_bad;
   idx = (GLOBAL_MEM const td_index *)((GLOBAL_MEM const char *)idx + idx_offset);
-  const ga_uint n = (ga_uint)K;  /* K <= TD_RANK_MAX: 32 bits are enough */
+  const ga_uint n = (ga_uint)K;  /* K <= RANK_MAX: 32 bits are enough */
   const ga_uint i = GID_0 * LDIM_0 + LID_0;
   int bad;
   const ga_uint row = i < n ? td_row(idx[(ga_ssize)i * idx_stride], N, &bad) : 0;
