@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+import transform_cache
 from conftest import ROOT
 from theano_det.patching import catalog
 from theano_det.config import detsettings
@@ -34,12 +35,12 @@ TOOL = load_tool()
 
 @pytest.fixture(scope="module")
 def full_results():
-    return TOOL.full_results()
+    return TOOL.full_results(get=transform_cache.get)
 
 
 @pytest.fixture(scope="module")
 def module_results():
-    return TOOL.module_results()
+    return TOOL.module_results(get=transform_cache.get)
 
 
 def dev20_options(relative="gpuarray/opt.py") -> dict:

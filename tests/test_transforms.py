@@ -9,8 +9,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from releases import DEV20_FILES
 from theano_det.patching.transforms import python_calls, python_tokens
+from transform_cache import cached
 
 OPTIONS = {"suffix": "_dev20"}
+# On whole release files the results are kept between runs (transform_cache says when they are reused).
+LIBCST_ON_RELEASES = cached(python_calls.apply, "python_calls")
+TOKENS_ON_RELEASES = cached(python_tokens.apply, "python_tokens")
 
 
 def rename(source: str, front_end=python_calls) -> tuple:
@@ -121,8 +125,8 @@ def test_both_front_ends_agree_on_every_release_file_that_mentions_dev20(release
         source = path.read_bytes()
         if b"_dev20" not in source:
             continue
-        libcst_result = python_calls.apply(source, OPTIONS)
-        tokens_result = python_tokens.apply(source, OPTIONS)
+        libcst_result = LIBCST_ON_RELEASES(source, OPTIONS)
+        tokens_result = TOKENS_ON_RELEASES(source, OPTIONS)
         if libcst_result.parser != "libcst":
             continue  # Python 2 file: only the token twin can read it
         assert tokens_result.source == libcst_result.source, path
@@ -139,8 +143,8 @@ def test_both_front_ends_agree_on_a_whole_backend_for_frequent_suffixes(release,
     sites = 0
     for path in sorted((release("1.0.5") / "gpuarray").glob("*.py")):
         source = path.read_bytes()
-        libcst_result = python_calls.apply(source, {"suffix": suffix})
-        tokens_result = python_tokens.apply(source, {"suffix": suffix})
+        libcst_result = LIBCST_ON_RELEASES(source, {"suffix": suffix})
+        tokens_result = TOKENS_ON_RELEASES(source, {"suffix": suffix})
         assert (tokens_result.source, tokens_result.sites, tokens_result.skipped) == (
             libcst_result.source, libcst_result.sites, libcst_result.skipped), path
         sites += len(libcst_result.sites) + len(libcst_result.skipped)

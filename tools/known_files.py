@@ -31,8 +31,10 @@ from theano_det.patching import known_files
 OUTPUT = ROOT / "patches" / known_files.FILE_NAME
 
 
-def full_results(package_of=release_package) -> list:
-    """[(label, kind, options, input, Result)] of every transform step on every release file."""
+def full_results(package_of=release_package, get=transforms.get) -> list:
+    """[(label, kind, options, input, Result)] of every transform step on every release file.
+
+    `get`: where the transforms come from (the tests pass one that keeps their results)."""
     catalogue = catalog.load_all()
     results = []
     for name in RELEASES:
@@ -48,13 +50,13 @@ def full_results(package_of=release_package) -> list:
             # in catalogue order, each patch on the output of the one before (sourceplan.apply_patches)
             for patch in [patch for patch in catalogue if patch.file_spec(relative)]:
                 options = patch.options_for(relative)
-                result = transforms.get(patch.transform)(source, options)
+                result = get(patch.transform)(source, options)
                 results.append((f"{name} {relative}", patch.transform, options, source, result))
                 source = result.source
     return results
 
 
-def module_results(package_of=release_package) -> list:
+def module_results(package_of=release_package, get=transforms.get) -> list:
     """[(label, relative, source, facts)] of every file detsettings reads in every release,
     as released and, where patches change it, as patched (`status` reads both)."""
     catalogue = catalog.load_all()
@@ -69,7 +71,7 @@ def module_results(package_of=release_package) -> list:
             results.append((f"{name} {relative}", relative, source, detsettings.module_facts(source, relative)))
             patched = source
             for patch in [patch for patch in catalogue if patch.file_spec(relative) and patch.applies_to(package)]:
-                patched = transforms.get(patch.transform)(patched, patch.options_for(relative)).source
+                patched = get(patch.transform)(patched, patch.options_for(relative)).source
             if patched != source:
                 results.append((f"{name} {relative} (patched)", relative, patched,
                                 detsettings.module_facts(patched, relative)))
