@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -172,8 +173,9 @@ THEANO_SCAN_TESTS = " or ".join([
 ])
 
 
-def run_theano_scan_tests(package: Path, flags: str, tmp_path: Path) -> tuple:
-    """(passed, failed, C-loop calls, Python-loop calls) of the subset, counted by a plugin."""
+def run_theano_scan_tests(package: Path, flags: str, tmp_path: Path) -> dict:
+    """pytest's counts of the subset ("passed", "failed", "error", ...), the scan loops that ran
+    ("c", "python", counted by a plugin) and the end of its log ("log")."""
     plugin = tmp_path / "count_scan_loops.py"
     counts = tmp_path / f"counts-{flags or 'c'}.json".replace("=", "-")
     plugin.write_text(f"""
@@ -199,18 +201,21 @@ def pytest_sessionfinish(session):
         capture_output=True, text=True, env=env, cwd=package.parent, timeout=3000,
     )
     summary = done.stdout.strip().splitlines()[-1]
-    passed = int(summary.split(" passed")[0].split()[-1]) if " passed" in summary else 0
-    failed = int(summary.split(" failed")[0].split()[-1]) if " failed" in summary else 0
-    calls = json.loads(counts.read_text())
-    return passed, failed, calls["c"], calls["python"], done.stdout[-3000:]
+    found = {word.rstrip("s"): int(number) for number, word in re.findall(r"(\d+) (passed|failed|errors?|skipped)", summary)}
+    return {"passed": 0, "failed": 0, "error": 0, "skipped": 0, **found, **json.loads(counts.read_text()),
+            "log": done.stdout[-3000:]}
 
 
 @pytest.mark.slow
 def test_theanos_own_scan_tests_pass_with_the_c_loop_as_with_linker_py(release_copy, tmp_path):
     pytest.importorskip("nose", reason="Theano 1.0.5's tests import nose (pip install nose parameterized)")
     package = patched_copy(release_copy)
-    c_passed, c_failed, c_calls, c_python_calls, c_log = run_theano_scan_tests(package, "", tmp_path)
-    py_passed, py_failed, _, _, py_log = run_theano_scan_tests(package, "linker=py", tmp_path)
-    assert c_calls > 0 and c_python_calls == 0, c_log  # the C loop ran every scan
-    assert c_passed >= py_passed > 0, (c_log, py_log)
-    assert c_failed <= py_failed, c_log
+    c_loop = run_theano_scan_tests(package, "", tmp_path)
+    assert c_loop["c"] > 0 and c_loop["python"] == 0, c_loop["log"]  # the C loop ran every scan
+    assert c_loop["passed"] > 0, c_loop["log"]
+    if c_loop["failed"] or c_loop["error"]:
+        # Only then is the reference needed: do these tests fail with Python's loop too?
+        # (When none fails, the C loop passes at least what linker=py passes.)
+        reference = run_theano_scan_tests(package, "linker=py", tmp_path)
+        assert c_loop["passed"] >= reference["passed"] > 0, (c_loop["log"], reference["log"])
+        assert c_loop["failed"] + c_loop["error"] <= reference["failed"] + reference["error"], c_loop["log"]
