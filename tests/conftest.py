@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,15 +65,18 @@ def pip_target(name: str, requirements: str) -> Path:
     return folder
 
 
-# Tables that tests want shown at the end of the session (title -> lines); see test_clients.py.
-SESSION_TABLES: dict = {}
+# Tables that tests write and want shown at the end of the session (title -> file). The
+# workers of pytest-xdist write them; the process that shows the summary reads them.
+SESSION_TABLES = {"client matrix (tests/test_clients.py)": ROOT / "build" / "client-matrix.md"}
+SESSION_STARTED = time.time()
 
 
 def pytest_terminal_summary(terminalreporter):
-    for title, lines in SESSION_TABLES.items():
-        terminalreporter.write_sep("-", title)
-        for line in lines:
-            terminalreporter.write_line(line)
+    for title, path in SESSION_TABLES.items():
+        if path.is_file() and path.stat().st_mtime >= SESSION_STARTED:  # written by this session
+            terminalreporter.write_sep("-", title)
+            for line in path.read_text().splitlines():
+                terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
