@@ -19,9 +19,9 @@ from theano_det.patching import leftovers
 from theano_det.patching import manifest as manifests
 from theano_det.patching import sourceplan
 from theano_det.errors import Refused
-from theano_det.fsutil import remove_stale_bytecode, sha256_bytes
-from theano_det.patching.manifest import FileRecord, Manifest, backup_path, inside, read_backup, state_dir
-from theano_det.patching.target import Target
+from theano_det.fsutil import inside, read_backup, remove_stale_bytecode, sha256_bytes
+from theano_det.patching.manifest import FileRecord, Manifest, backup_path, state_dir
+from theano_det.target import Target
 from theano_det.patching.transaction import Transaction, locked
 
 WRITE, DRY_RUN, CHECK = "write", "dry-run", "check"
@@ -305,7 +305,7 @@ def plan_unpatch(target: Target, manifest: Manifest | None, mode: str) -> Report
         current = path.read_bytes() if path.is_file() else None
         digest = sha256_bytes(current) if current is not None else None
         if digest == record.sha256_after:
-            original = manifests.read_backup(state_dir(target.package_dir), record.backup, record.sha256_before)
+            original = read_backup(state_dir(target.package_dir), record.backup, record.sha256_before)
             if original is None:
                 backup = state_dir(target.package_dir) / record.backup
                 report.left_alone.append((relative, f"its backup {backup} is missing or damaged"))

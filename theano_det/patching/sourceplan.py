@@ -6,15 +6,15 @@ run, a check and a real run all start from the same plan.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from theano_det.patching import known_files
 from theano_det.errors import Refused
 from theano_det.patching.transforms import anchored_text
-from theano_det.fsutil import sha256_bytes
-from theano_det.patching.manifest import Manifest, backup_path, inside, read_backup, state_dir
+from theano_det.fsutil import inside, read_backup, sha256_bytes
+from theano_det.patching.manifest import Manifest, backup_path, state_dir
+from theano_det.textdiff import unified_diff
 
 # File states, as `status` reports them.
 PRISTINE = "pristine"  # as released: our patches not applied (pending)
@@ -82,20 +82,6 @@ class FilePlan:
             "problem": self.problem or None,
             "patches": [outcome.to_json() for outcome in self.outcomes],
         }
-
-
-def unified_diff(relative: str, before: bytes, after: bytes, labels: tuple | None = None) -> str:
-    """A `git diff`-style unified diff, paths relative to the package with a/ and b/ (or `labels`)."""
-    if before == after:
-        return ""
-    fromfile, tofile = labels or ("a/" + relative, "b/" + relative)
-    lines = difflib.unified_diff(
-        before.decode("utf-8", "surrogateescape").splitlines(keepends=True),
-        after.decode("utf-8", "surrogateescape").splitlines(keepends=True),
-        fromfile=fromfile,
-        tofile=tofile,
-    )
-    return "".join(line if line.endswith(("\n", "\r")) else line + "\n\\ No newline at end of file\n" for line in lines)
 
 
 def plan_files(package_dir: Path, catalogue: list, enabled: set, manifest: Manifest | None) -> list:
