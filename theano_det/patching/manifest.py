@@ -18,7 +18,6 @@ from pathlib import Path
 from theano_det import __version__
 from theano_det.config.records import parse_config_record
 from theano_det.errors import Refused
-from theano_det.fsutil import sha256_bytes
 
 STATE_DIR_NAME = ".theano-det"
 FORMAT = 1

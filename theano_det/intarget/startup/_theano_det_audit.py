@@ -12,12 +12,11 @@ In strict mode theano.function raises NondeterministicOpError before the graph i
 linked: theano_det's own class when the program has imported theano_det.
 """
 
-import json
 import os
 import sys
-import threading
 
 import _theano_det_compile_hook as compile_hook
+from _theano_det_jsonlines import JsonLinesFile
 
 MODE_VARIABLE = "THEANO_DET_AUDIT"
 OUT_VARIABLE = "THEANO_DET_AUDIT_OUT"
@@ -56,23 +55,12 @@ def activate():
     return _auditor
 
 
-class Auditor(object):
+class Auditor(JsonLinesFile):
     def __init__(self, mode, path):
+        JsonLinesFile.__init__(self, path)
         self.mode = mode
-        self.pid = os.getpid()
-        self.lock = threading.Lock()
         self.compiled = 0
         self.rules = None
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-
-    def write(self, record):
-        if os.getpid() != self.pid:
-            return
-        data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
-        with self.lock:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.fd, view):]
 
     def before_create(self, maker):
         audit = compile_hook.intarget_module("graph_audit")
