@@ -15,6 +15,7 @@ from theano_det.config import detsettings
 from theano_det.config import theanorc
 from theano_det.fsutil import sha256_bytes
 
+
 @dataclass
 class ConfigRecord:
     """What theano-det set in one Theano config file (see configfile and theanorc)."""

@@ -2,7 +2,8 @@
 
 It lives with the installation (`<theano>/.theano-det/manifest.json`, beside the
 backups) so that `status` and `unpatch` work from any interpreter, and it survives a
-reinstall of Theano, which lets `status` say "reinstalled since patching".
+reinstall of Theano, which lets `status` say "reinstalled since patching". Every field is
+checked when it is read, its config records by config/records.py, before anything is used.
 """
 
 from __future__ import annotations
