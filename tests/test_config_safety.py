@@ -314,7 +314,7 @@ KEY_FIELDS = ["section", "option", "key", "value", "previous", "previous_lines",
 @given(data=st.data())
 def test_no_config_record_makes_unpatch_touch_anything_but_the_recorded_file_and_the_package(
         patched_world, tmp_path, data):
-    from theano_det.config import configfile
+    from theano_det.config import configfile, records
     from theano_det.patching import manifest as manifests
     from theano_det.cli import main
     from theano_det.errors import Refused
@@ -326,7 +326,7 @@ def test_no_config_record_makes_unpatch_touch_anything_but_the_recorded_file_and
         sha256(package / ".theano-det" / record["backup"]) for record in document["config"].values()]
     interesting = st.sampled_from([*victim_paths, *digests, str(rc), "../../victims/important.txt",
                                    "config-backup/../../../victims/important.txt", "backup/gpuarray/opt.py",
-                                   manifests.config_backup_name(victim_paths[0]), ""])
+                                   records.config_backup_name(victim_paths[0]), ""])
     value = st.one_of(interesting, json_values(), st.booleans(), st.none())
     forged = json.loads(json.dumps(document))
     (key, record), = forged["config"].items()
@@ -335,7 +335,7 @@ def test_no_config_record_makes_unpatch_touch_anything_but_the_recorded_file_and
         record.update(path=victim, real_path=victim, sha256_after=sha256(Path(victim)))
         key = victim
         if data.draw(st.booleans(), label="give the victim a backup"):
-            record["backup"] = manifests.config_backup_name(victim)
+            record["backup"] = records.config_backup_name(victim)
             backup = package / ".theano-det" / record["backup"]
             backup.write_bytes((package / ".theano-det" / document["config"][str(rc)]["backup"]).read_bytes())
     for _ in range(data.draw(st.integers(0, 3), label="mutations")):

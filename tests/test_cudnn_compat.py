@@ -16,7 +16,7 @@ from conftest import CACHE, ROOT, run_cli
 from releases import CUDNN_COMPAT_RELEASES
 from theano_det import operations
 from theano_det.patching import catalog
-from theano_det.patching.target import describe_package
+from theano_det.target import describe_package
 
 COMPAT_FILES = [
     "gpuarray/c_code/dnn_conv_base.c",

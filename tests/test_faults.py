@@ -16,7 +16,7 @@ from test_patch_releases import tree_hashes
 from theano_det import operations
 from theano_det.patching import transaction
 from theano_det.errors import Refused
-from theano_det.patching.target import describe_package
+from theano_det.target import describe_package
 
 REAL_REPLACE, REAL_STAGE = os.replace, transaction.stage
 # 0.9.0 has three files to patch (sandbox/cuda/opt.py, gpuarray/opt.py and the compat

@@ -19,7 +19,7 @@ from small_tree import TINY_FILES, leftovers, make_tree, snapshot, tiny_catalogu
 from theano_det import operations
 from theano_det.patching import catalog
 from theano_det.config import configfile
-from theano_det.patching.target import describe_package
+from theano_det.target import describe_package
 
 CALLS = ("open", "replace", "unlink", "link", "fsync", "mkdir", "rmdir", "chmod", "chown", "rename")
 USER_CONFIG = b"[global]\nfloatX = float32  # the user's own setting\n"

@@ -18,6 +18,7 @@ import transform_cache
 from conftest import ROOT
 from theano_det.patching import catalog
 from theano_det.config import detsettings
+from theano_det import shipped_data
 from theano_det.patching import known_files
 from theano_det.patching import transforms
 from theano_det.patching.transforms import python_calls
@@ -49,7 +50,7 @@ def dev20_options(relative="gpuarray/opt.py") -> dict:
 
 
 def test_the_table_is_what_the_tool_writes_from_the_pinned_releases(full_results, module_results):
-    shipped = (ROOT / "patches" / known_files.FILE_NAME).read_text(encoding="utf-8")
+    shipped = (ROOT / "patches" / shipped_data.KNOWN_FILES).read_text(encoding="utf-8")
     assert TOOL.render(known_files.record(full_results, module_results)) == shipped, "run python tools/known_files.py"
 
 
@@ -57,8 +58,8 @@ def test_the_settings_read_from_every_release_file_are_the_parsed_ones(module_re
     assert len(module_results) >= 30
     for label, relative, source, facts in module_results:
         flags, optimizers, conv3d = facts
-        assert known_files.module_facts(relative, source) == ([astuple(flag) for flag in flags], optimizers, conv3d), label
-        assert known_files.module_facts(relative, source + b"\n") is None, label  # an edited file is parsed
+        assert shipped_data.module_facts(relative, source) == ([astuple(flag) for flag in flags], optimizers, conv3d), label
+        assert shipped_data.module_facts(relative, source + b"\n") is None, label  # an edited file is parsed
     facts = [facts for _, _, _, facts in module_results]
     assert any(flags for flags, _, _ in facts) and any(optimizers for _, optimizers, _ in facts)  # not all empty
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import CACHE, LOCK_WAIT, run_cli
 from releases import NUMPY_WHEEL_BLAS_RELEASES
 from theano_det import operations
-from theano_det.patching.target import describe_package
+from theano_det.target import describe_package
 
 PATCHED_COMPILEDIR = CACHE / "theano-compile-patched"  # never the shared one (see test_scan_compat)
 WHEEL_WITHOUT_BLAS_OPT_INFO = not hasattr(numpy_build_config, "blas_opt_info")

@@ -17,7 +17,7 @@ import pytest
 from conftest import CACHE, LOCK_WAIT, run_cli
 from releases import SCAN_PY311_FILES
 from theano_det import operations
-from theano_det.patching.target import describe_package
+from theano_det.target import describe_package
 
 SCAN_PATCHES = {"scan-py311", "scan-py311-cython025"}
 # One release per Cython that generated a scan_perform.c we patch.

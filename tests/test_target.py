@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_cli
-from theano_det.patching.target import LOCATOR, describe_package, locate
+from theano_det.target import LOCATOR, describe_package, locate
 
 EXPECTED = {
     "0.7.0": ("Theano", "0.7.0", ["sandbox/cuda", "sandbox/gpuarray"]),

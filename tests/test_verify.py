@@ -20,7 +20,7 @@ from conftest import run_cli
 from theano_det.verification import comparison
 from theano_det.verification import verify
 from theano_det.errors import CannotRun
-from theano_det.patching.target import Target
+from theano_det.target import Target
 from theano_det.intarget import verify_probe
 
 INTARGET = Path(verify_probe.__file__).parent

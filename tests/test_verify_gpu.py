@@ -16,7 +16,7 @@ import textwrap
 import pytest
 
 from conftest import run_cli
-from theano_det.patching.target import locate
+from theano_det.target import locate
 
 pytestmark = pytest.mark.gpu
 

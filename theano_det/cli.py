@@ -28,7 +28,8 @@ from theano_det.verification import verify as verification
 from theano_det.errors import CannotRun, Refused, TheanoDetError
 from theano_det.seeding.process import replace_process
 from theano_det.seeding.in_process import SEED_RANGE
-from theano_det.patching.target import locate
+from theano_det.target import locate
+from theano_det.textdiff import unified_diff
 
 # Exit codes, the same for every command (see README "Exit codes").
 OK = 0  # done, or nothing to do
@@ -207,7 +208,7 @@ def unpatch(target_choice, dry_run, as_json, lock_timeout):
         verb = "would restore" if dry_run else "restored"
         for plan in report.files:
             if dry_run:
-                click.echo(sourceplan.unified_diff(plan.relative, plan.current, plan.original), nl=False)
+                click.echo(unified_diff(plan.relative, plan.current, plan.original), nl=False)
             say(f"{plan.relative}: {verb} the original")
         for relative, reason in report.left_alone:
             say(f"{relative}: left alone: {reason}")

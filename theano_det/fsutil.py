@@ -1,4 +1,5 @@
-"""Small file-system primitives: hashing, staging files beside their targets, atomic writes."""
+"""Small file-system primitives: hashing, staging files beside their targets, atomic writes,
+and reading a backup only when it is still the recorded original."""
 
 from __future__ import annotations
 
@@ -113,3 +114,23 @@ def remove_stale_bytecode(source: Path) -> list:
         except FileNotFoundError:
             pass
     return removed
+
+
+def read_backup(folder: Path, backup: str | None, sha256: str | None) -> bytes | None:
+    """A backup's bytes when they are the recorded original; None when it is missing or altered.
+
+    A backup reached through a symlink (which would lead out of the state folder) is no backup."""
+    path = Path(folder) / backup if backup else None
+    if path is None or sha256 is None or not inside(folder, path) or not path.is_file():
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if sha256_bytes(data) == sha256 else None
+
+
+def inside(folder: Path, path: Path) -> bool:
+    """Does `path`, every symlink followed, stay inside `folder`?"""
+    root = Path(os.path.realpath(folder))
+    return Path(os.path.realpath(path)).is_relative_to(root)

@@ -19,9 +19,9 @@ from theano_det.patching import leftovers
 from theano_det.patching import manifest as manifests
 from theano_det.patching import sourceplan
 from theano_det.errors import Refused
-from theano_det.fsutil import remove_stale_bytecode, sha256_bytes
-from theano_det.patching.manifest import FileRecord, Manifest, backup_path, inside, read_backup, state_dir
-from theano_det.patching.target import Target
+from theano_det.fsutil import inside, read_backup, remove_stale_bytecode, sha256_bytes
+from theano_det.patching.manifest import FileRecord, Manifest, backup_path, state_dir
+from theano_det.target import Target
 from theano_det.patching.transaction import Transaction, locked
 
 WRITE, DRY_RUN, CHECK = "write", "dry-run", "check"
@@ -157,7 +157,7 @@ def plan_patch_with_config(target, catalogue, manifest, mode, force, compat, con
 
 
 def plan_patch(target, catalogue, enabled, manifest, mode, force) -> Report:
-    plans = plan_or_refuse_unknown(target, catalogue, enabled, manifest)
+    plans = plan_or_refuse_unknown(target, catalogue, enabled, manifest, force)
     refused = [plan for plan in plans if plan.state in sourceplan.REFUSED]
     if refused and not force:
         hint = ("look at the file (theano-det patch --dry-run --force shows what would change); "
@@ -175,12 +175,6 @@ def plan_patch(target, catalogue, enabled, manifest, mode, force) -> Report:
             + ". Nothing was changed",
             hint=hint,
         )
-    if force:
-        plans = [
-            sourceplan.adopt(plan, [p for p in catalogue if p.file_spec(plan.relative) and p.id in enabled])
-            if plan.state in sourceplan.REFUSED else plan
-            for plan in plans
-        ]
     report = Report(target, mode, files=plans)
     report.notes += unknown_file_notes(target, catalogue, enabled, manifest)
     report.changed = [plan.relative for plan in plans if plan.needs_write]
@@ -220,8 +214,8 @@ def with_config(report: Report, config_plan: configfile.ConfigPlan | None) -> Re
     return report
 
 
-def plan_or_refuse_unknown(target, catalogue, enabled, manifest) -> list:
-    plans = sourceplan.plan_files(target.package_dir, catalogue, enabled, manifest)
+def plan_or_refuse_unknown(target, catalogue, enabled, manifest, force: bool = False) -> list:
+    plans = sourceplan.plan_files(target.package_dir, catalogue, enabled, manifest, force)
     if not plans:
         known = sorted({spec.path for patch in catalogue for spec in patch.files})
         raise Refused(
@@ -303,21 +297,15 @@ def plan_unpatch(target: Target, manifest: Manifest | None, mode: str) -> Report
     for relative, record in sorted(manifest.files.items()):
         path = target.package_dir / relative
         current = path.read_bytes() if path.is_file() else None
-        digest = sha256_bytes(current) if current is not None else None
-        if digest == record.sha256_after:
-            original = manifests.read_backup(state_dir(target.package_dir), record.backup, record.sha256_before)
-            if original is None:
-                backup = state_dir(target.package_dir) / record.backup
-                report.left_alone.append((relative, f"its backup {backup} is missing or damaged"))
-                continue
-            report.files.append(sourceplan.FilePlan(relative, path, sourceplan.PATCHED, current, original, original))
+        found = sourceplan.classify(target.package_dir, record, current)
+        if found.state == sourceplan.PATCHED:
+            report.files.append(sourceplan.FilePlan(relative, path, found.state, current, found.original,
+                                                    found.original))
             report.changed.append(relative)
-        elif digest == record.sha256_before:
+        elif found.state == sourceplan.REINSTALLED:
             report.notes.append(f"{relative}: already the original (Theano reinstalled since patching?)")
-        elif current is None:
-            report.left_alone.append((relative, "the file no longer exists"))
-        else:
-            report.left_alone.append((relative, "changed by someone else since theano-det patched it"))
+        else:  # missing, changed by someone else, or its backup is gone: left as it is
+            report.left_alone.append((relative, found.problem))
     report.config_restores = configfile.plan_unpatch(manifest, state_dir(target.package_dir))
     for restore in report.config_restores:
         if restore.problem:

@@ -27,8 +27,9 @@ from theano_det.patching import transforms  # noqa: E402
 from theano_det.patching import catalog
 from theano_det.config import detsettings
 from theano_det.patching import known_files
+from theano_det import shipped_data
 
-OUTPUT = ROOT / "patches" / known_files.FILE_NAME
+OUTPUT = ROOT / "patches" / shipped_data.KNOWN_FILES
 
 
 def full_results(package_of=release_package, get=transforms.get) -> list:

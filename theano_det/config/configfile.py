@@ -6,6 +6,8 @@ another. A symlinked file is edited where it lives and the link stays. The
 manifest records what we set (theanorc.Edit) and, while nobody else has changed
 the file, a backup of its bytes before, so that `unpatch` gives those bytes back
 exactly; once someone has changed it, `unpatch` takes out our options only.
+The functions given a `manifest` (patching's Manifest) read and change only its
+`config` records (real path -> records.ConfigRecord).
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from pathlib import Path
 from theano_det.config import detsettings
 from theano_det.config import theanorc
 from theano_det.errors import Refused
-from theano_det.fsutil import sha256_bytes
-from theano_det.patching.manifest import ConfigRecord, Manifest, config_backup_name, read_backup
-from theano_det.patching.sourceplan import unified_diff
-from theano_det.patching.target import OUR_CONFIG_ENCODING
+from theano_det.config.records import ConfigRecord, config_backup_name
+from theano_det.fsutil import read_backup, sha256_bytes
+from theano_det.target import OUR_CONFIG_ENCODING
+from theano_det.textdiff import unified_diff
 
 DEFAULT_THEANORC = "~/.theanorc"
 
@@ -257,7 +259,7 @@ def new_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def record_patch(transaction, plan: ConfigPlan, manifest: Manifest, folder: Path) -> None:
+def record_patch(transaction, plan: ConfigPlan, manifest, folder: Path) -> None:
     """Record the change in the manifest and back up the file's bytes (before the manifest is written)."""
     if not plan.needs_write:
         return
@@ -332,7 +334,7 @@ class ConfigRestore:
         }
 
 
-def plan_unpatch(manifest: Manifest, folder: Path) -> list:
+def plan_unpatch(manifest, folder: Path) -> list:
     return [plan_restore(record, folder) for _, record in sorted(manifest.config.items())]
 
 
@@ -373,7 +375,7 @@ def plan_restore(record: ConfigRecord, folder: Path) -> ConfigRestore:
     return ConfigRestore(record, current, desired, False, restored=restored, left_alone=left_alone)
 
 
-def check_records(manifest: Manifest | None) -> None:
+def check_records(manifest) -> None:
     """Refused when a config record claims a file theano-det did not write (see check_record_matches)."""
     for record in manifest.config.values() if manifest else ():
         try:
@@ -408,7 +410,7 @@ def check_record_matches(record: ConfigRecord, current: bytes) -> None:
             raise refuse("it holds settings theano-det did not write, in a file the record says it created")
 
 
-def stage_unpatch(transaction, restores: list, manifest: Manifest, folder: Path) -> None:
+def stage_unpatch(transaction, restores: list, manifest, folder: Path) -> None:
     for restore in restores:
         if restore.problem:
             continue  # the record stays: a later unpatch may do it

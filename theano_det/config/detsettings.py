@@ -28,8 +28,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theano_det.patching import known_files
-from theano_det.patching.target import BACKENDS
+from theano_det import shipped_data
+from theano_det.target import BACKENDS
 
 ALGO_BWD_FILTER = "dnn.conv.algo_bwd_filter"
 ALGO_BWD_DATA = "dnn.conv.algo_bwd_data"
@@ -290,7 +290,7 @@ def read_module_cached(path: str, relative: str, _size: int, _mtime_ns: int):
     except OSError as error:
         return f"{path}: {error.strerror}"
     # a released file's facts come from the table of known files, without parsing it again
-    known = known_files.module_facts(relative, raw)
+    known = shipped_data.module_facts(relative, raw)
     if known is None:
         return module_facts(raw, relative)
     flags, optimizers, conv3d = known

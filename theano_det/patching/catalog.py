@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from theano_det.patching.transforms import anchored_text
+from theano_det.shipped_data import patches_folder
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,14 +68,6 @@ class Patch:
     def options_for(self, relative_path: str) -> dict:
         spec = self.file_spec(relative_path)
         return {**self.options, **spec.options} if spec else dict(self.options)
-
-
-def patches_folder() -> Path:
-    try:
-        from theano_det import patches  # installed: `patches/` is shipped as this package
-    except ImportError:  # a source checkout on PYTHONPATH: the folder beside the package
-        return Path(__file__).resolve().parent.parent.parent / "patches"
-    return Path(patches.__file__).parent
 
 
 def load_all(folder: Path | None = None) -> list:

@@ -1,10 +1,10 @@
 """Transform results known in advance, so that a released Theano file is not parsed again.
 
 patches/known-files.json (written by tools/known_files.py from the pinned releases of
-tests/releases.py; tests/test_known_files.py checks it is what the tool writes now)
-records, for a transform with its options and an input's sha256, what the transform
-gives: the sites, the parser and the sha256 of the output; and, for the files
-detsettings reads, what it finds in them (declared flags, optimizers), by sha256. `transform` rebuilds the
+tests/releases.py; tests/test_known_files.py checks it is what the tool writes now; read
+by shipped_data) records, for a transform with its options and an input's sha256, what
+the transform gives: the sites, the parser and the sha256 of the output; and, for the files
+detsettings reads, what it finds in them (shipped_data.module_facts). `transform` rebuilds the
 output by replaying the recorded renames on the input and uses it only when it has
 the recorded sha256. Anything else (an unknown or edited file, a stale table) goes
 through the real transform: the result is always the one the transform gives, and
@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 
-from theano_det.patching import transforms
 from theano_det.fsutil import sha256_bytes
+from theano_det.patching import transforms
 from theano_det.patching.transforms import Result, Site
+from theano_det.shipped_data import KNOWN_FILES_FORMAT, known_files_table
 
-FILE_NAME = "known-files.json"
-FORMAT = 1
 # Transforms worth recording: slow (libcst), and their sites say exactly what changed
 # (`old` replaced by `new` at line/column), so the output can be rebuilt from them.
 REPLAYABLE = ("python-call-rename",)
@@ -68,39 +66,15 @@ def replay(source: bytes, sites: list) -> bytes | None:
     return "".join(piece + brk for piece, brk in zip(pieces, breaks + [""])).encode("utf-8", "surrogateescape")
 
 
-def module_facts(relative: str, source: bytes) -> tuple | None:
-    """detsettings.module_facts(source, relative) for a released file, from the table, with each flag
-    as a tuple of its fields; None when not known."""
-    entry = document().get("modules", {}).get(relative, {}).get(sha256_bytes(source))
-    if entry is None:
-        return None
-    # the flags' fields (detsettings.Flag makes them flags: this layer does not know config)
-    flags = [(name, key, None if values is None else tuple(values), declared_in)
-             for name, key, values, declared_in in entry["flags"]]
-    return flags, list(entry["optimizers"]), entry["conv3d_bwd_filter"]
-
-
 def table() -> dict:
     """{fingerprint: {input sha256: entry}} of the recorded transforms."""
-    return {key: recorded["files"] for key, recorded in document().get("transforms", {}).items()}
-
-
-@lru_cache(maxsize=None)
-def document() -> dict:
-    """The shipped file ({} when it is missing or of another format)."""
-    from theano_det.patching.catalog import patches_folder
-
-    try:
-        data = json.loads((patches_folder() / FILE_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if data.get("format") == FORMAT else {}
+    return {key: recorded["files"] for key, recorded in known_files_table().get("transforms", {}).items()}
 
 
 def record(results: list, modules: list = ()) -> dict:
     """The table document for [(label, kind, options, source, Result)] and
     [(label, relative, source, module facts)] (tools/known_files.py)."""
-    data = {"format": FORMAT, "transforms": {}, "modules": {}}
+    data = {"format": KNOWN_FILES_FORMAT, "transforms": {}, "modules": {}}
     for label, relative, source, (flags, optimizers, conv3d) in modules:
         entry = data["modules"].setdefault(relative, {}).setdefault(sha256_bytes(source), {
             "seen_in": [],

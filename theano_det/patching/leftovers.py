@@ -20,8 +20,8 @@ import contextlib
 from pathlib import Path
 
 from theano_det.patching import manifest as manifests
-from theano_det.fsutil import KEPT_SUFFIX, TEMP_SUFFIX, real_path, sha256_file
-from theano_det.patching.manifest import Manifest, inside, state_dir
+from theano_det.fsutil import KEPT_SUFFIX, TEMP_SUFFIX, inside, real_path, sha256_file
+from theano_det.patching.manifest import Manifest, state_dir
 
 KEPT_MANIFEST_GLOB = ".manifest.json.*" + KEPT_SUFFIX
 

@@ -6,15 +6,15 @@ run, a check and a real run all start from the same plan.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from theano_det.patching import known_files
 from theano_det.errors import Refused
 from theano_det.patching.transforms import anchored_text
-from theano_det.fsutil import sha256_bytes
-from theano_det.patching.manifest import Manifest, backup_path, inside, read_backup, state_dir
+from theano_det.fsutil import inside, read_backup, sha256_bytes
+from theano_det.patching.manifest import Manifest, backup_path, state_dir
+from theano_det.textdiff import unified_diff
 
 # File states, as `status` reports them.
 PRISTINE = "pristine"  # as released: our patches not applied (pending)
@@ -84,36 +84,24 @@ class FilePlan:
         }
 
 
-def unified_diff(relative: str, before: bytes, after: bytes, labels: tuple | None = None) -> str:
-    """A `git diff`-style unified diff, paths relative to the package with a/ and b/ (or `labels`)."""
-    if before == after:
-        return ""
-    fromfile, tofile = labels or ("a/" + relative, "b/" + relative)
-    lines = difflib.unified_diff(
-        before.decode("utf-8", "surrogateescape").splitlines(keepends=True),
-        after.decode("utf-8", "surrogateescape").splitlines(keepends=True),
-        fromfile=fromfile,
-        tofile=tofile,
-    )
-    return "".join(line if line.endswith(("\n", "\r")) else line + "\n\\ No newline at end of file\n" for line in lines)
-
-
-def plan_files(package_dir: Path, catalogue: list, enabled: set, manifest: Manifest | None) -> list:
+def plan_files(package_dir: Path, catalogue: list, enabled: set, manifest: Manifest | None,
+               force: bool = False) -> list:
     """One FilePlan per file that a patch names (or the manifest records) and that exists.
 
     `catalogue` is every known patch; `enabled` the ids this run applies. Patches
     recorded for a file stay applied even when not enabled now (e.g. `--no-compat`
     after an earlier full patch). A file that a patch pins to released versions
     (sha256) but that holds something else is not planned: see `unknown_files`.
+    `force` (--force): a refused file is planned from its bytes as they are now, which
+    become its original; it keeps its refused state and problem, for the report.
     """
     plans = []
     for relative, current, wanted, _, record in candidates(package_dir, catalogue, enabled, manifest):
         if current is None:  # patched, then deleted: patch nothing
             plans.append(FilePlan(relative, Path(package_dir) / relative, MISSING, b"", b"", b"",
-                                  problem="the file no longer exists (Theano uninstalled or changed "
-                                  "since theano-det patched it?)"))
+                                  problem=classify(package_dir, record, None).problem))
         elif wanted:
-            plans.append(plan_file(package_dir, relative, current, wanted, record))
+            plans.append(plan_file(package_dir, relative, current, wanted, record, force))
     return plans
 
 
@@ -166,31 +154,58 @@ def carries(patch, relative: str, current: bytes) -> bool:
     return known_files.transform(patch.transform, current, patch.options_for(relative)).already_applied
 
 
-def plan_file(package_dir: Path, relative: str, current: bytes, wanted: list, record) -> FilePlan:
+@dataclass(frozen=True)
+class Recorded:
+    """What a file the manifest records holds now, against its record."""
+
+    state: str  # PATCHED, REINSTALLED, MODIFIED, MISSING or BACKUP_DAMAGED
+    original: bytes | None  # the recorded original (from the backup); None when it cannot be had
+    problem: str = ""  # why the state is refused, in words
+
+
+def classify(package_dir: Path, record, current: bytes | None) -> Recorded:
+    """The one place that compares a recorded file with its record (status, patch and unpatch).
+
+    PATCHED means it holds the bytes we wrote; whether those are still what the patches
+    give now (else OUTDATED) is for the plan to say."""
+    folder = state_dir(package_dir)
+    if current is None:
+        return Recorded(MISSING, None, "the file no longer exists (Theano uninstalled or changed "
+                                       "since theano-det patched it?)")
     digest = sha256_bytes(current)
-    original = current
-    if record is not None and digest != record.sha256_before:
-        original = read_backup(state_dir(package_dir), record.backup, record.sha256_before)
-        if original is None:
-            return FilePlan(
-                relative, Path(package_dir) / relative, BACKUP_DAMAGED, current, current, current,
-                problem=f"its backup {state_dir(package_dir) / record.backup} is missing or damaged",
-            )
-    desired, outcomes = apply_patches(relative, original, wanted)
-    plan = FilePlan(relative, Path(package_dir) / relative, "", current, original, desired, outcomes)
-    if record is None and outcomes and all(outcome.applied for outcome in outcomes):
-        return unrecorded(package_dir, plan, wanted)
-    if record is None:
-        mismatched = [outcome for outcome in outcomes if not outcome.matches()]
-        plan.state = UNEXPECTED if mismatched else PRISTINE
-        plan.problem = describe_mismatch(mismatched)
-    elif digest == record.sha256_before:
-        plan.state = REINSTALLED
-    elif digest == record.sha256_after:
-        plan.state = PATCHED if desired == current else OUTDATED
+    if digest == record.sha256_before:
+        return Recorded(REINSTALLED, current)
+    original = read_backup(folder, record.backup, record.sha256_before)
+    if original is None:
+        return Recorded(BACKUP_DAMAGED, None, f"its backup {folder / record.backup} is missing or damaged")
+    if digest == record.sha256_after:
+        return Recorded(PATCHED, original)
+    return Recorded(MODIFIED, original, "changed by someone else since theano-det patched it")
+
+
+def plan_file(package_dir: Path, relative: str, current: bytes, wanted: list, record, force: bool = False) -> FilePlan:
+    path = Path(package_dir) / relative
+    if record is None:  # never patched (or its record is lost): the file is its own original
+        desired, outcomes = apply_patches(relative, current, wanted)
+        plan = FilePlan(relative, path, "", current, current, desired, outcomes)
+        if outcomes and all(outcome.applied for outcome in outcomes):
+            plan = unrecorded(package_dir, plan, wanted)
+        else:
+            mismatched = [outcome for outcome in outcomes if not outcome.matches()]
+            plan.state = UNEXPECTED if mismatched else PRISTINE
+            plan.problem = describe_mismatch(mismatched)
     else:
-        plan.state = MODIFIED
-        plan.problem = "changed by someone else since theano-det patched it"
+        found = classify(package_dir, record, current)
+        forced = force and found.state in REFUSED
+        if found.state == BACKUP_DAMAGED and not forced:
+            return FilePlan(relative, path, BACKUP_DAMAGED, current, current, current, problem=found.problem)
+        original = current if forced else found.original
+        desired, outcomes = apply_patches(relative, original, wanted)
+        plan = FilePlan(relative, path, found.state, current, original, desired, outcomes, found.problem)
+        if found.state == PATCHED and desired != current:
+            plan.state = OUTDATED
+    if force and plan.state in REFUSED:  # --force: take the file as it is now for the original
+        plan.original = current
     return plan
 
 
@@ -208,14 +223,6 @@ def unrecorded(package_dir: Path, plan: FilePlan, wanted: list) -> FilePlan:
     plan.problem = "it carries theano-det's patches, but the manifest that records them is gone; " + (
         f"its original is in {backup}" if original is not None else "its original is not known")
     return plan
-
-
-def adopt(plan: FilePlan, wanted: list) -> FilePlan:
-    """--force: take the file as it is now for the original and patch whatever sites it has."""
-    if plan.state == MISSING:  # nothing there to patch
-        return plan
-    desired, outcomes = apply_patches(plan.relative, plan.current, wanted)
-    return FilePlan(plan.relative, plan.path, plan.state, plan.current, plan.current, desired, outcomes, plan.problem)
 
 
 def apply_patches(relative: str, source: bytes, patches: list):

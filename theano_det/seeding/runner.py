@@ -21,7 +21,7 @@ from theano_det.config import detsettings
 from theano_det.config import effective_config
 from theano_det.errors import CannotRun
 from theano_det.seeding.in_process import STARTUP_DIR, check_seed
-from theano_det.patching.target import Target, locate
+from theano_det.target import Target, locate
 
 SEED_VARIABLE = "THEANO_DET_SEED"  # read by intarget/startup/sitecustomize.py
 COMPAT_VARIABLE = "THEANO_DET_COMPAT"

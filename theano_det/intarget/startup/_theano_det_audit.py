@@ -9,14 +9,14 @@ bootstrap (sitecustomize.py) activates it when the host sets:
 
 The rules are graph_audit.py's (the catalogue theano_det.audit and enable() use).
 In strict mode theano.function raises NondeterministicOpError before the graph is
-linked: theano_det's own class when this interpreter can import theano_det.
+linked: theano_det's own class when the program has imported theano_det.
 """
 
-import json
 import os
-import threading
+import sys
 
 import _theano_det_compile_hook as compile_hook
+from _theano_det_jsonlines import JsonLinesFile
 
 MODE_VARIABLE = "THEANO_DET_AUDIT"
 OUT_VARIABLE = "THEANO_DET_AUDIT_OUT"
@@ -24,22 +24,24 @@ OUT_VARIABLE = "THEANO_DET_AUDIT_OUT"
 _auditor = None
 
 
-class LocalNondeterministicOpError(Exception):
-    """NondeterministicOpError for interpreters without theano_det."""
+class NondeterministicOpError(Exception):
+    """theano_det.NondeterministicOpError, for programs that have not loaded theano_det (same name)."""
 
     def __init__(self, findings):
         self.findings = list(findings)
         lines = ["%d node(s) can make results differ from run to run:" % len(self.findings)]
         lines += ["- %s" % finding for finding in self.findings]
-        super(LocalNondeterministicOpError, self).__init__("\n".join(lines))
+        super(NondeterministicOpError, self).__init__("\n".join(lines))
 
 
 def strict_error(findings, audit):
+    # theano_det's own class when the program has loaded theano_det (only then can it name
+    # the class to catch it); code run in the target never imports the host's package itself.
+    auditor = sys.modules.get("theano_det.verification.auditor")
     try:
-        from theano_det.verification.auditor import Finding, NondeterministicOpError
-        return NondeterministicOpError([Finding.from_dict(found) for found in findings])
-    except Exception:  # theano-det is not importable here (another environment)
-        return LocalNondeterministicOpError([audit.describe(found) for found in findings])
+        return auditor.NondeterministicOpError([auditor.Finding.from_dict(found) for found in findings])
+    except Exception:  # not loaded (or another environment's theano_det)
+        return NondeterministicOpError([audit.describe(found) for found in findings])
 
 
 def activate():
@@ -53,23 +55,12 @@ def activate():
     return _auditor
 
 
-class Auditor(object):
+class Auditor(JsonLinesFile):
     def __init__(self, mode, path):
+        JsonLinesFile.__init__(self, path)
         self.mode = mode
-        self.pid = os.getpid()
-        self.lock = threading.Lock()
         self.compiled = 0
         self.rules = None
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-
-    def write(self, record):
-        if os.getpid() != self.pid:
-            return
-        data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
-        with self.lock:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.fd, view):]
 
     def before_create(self, maker):
         audit = compile_hook.intarget_module("graph_audit")

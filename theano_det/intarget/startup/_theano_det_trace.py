@@ -9,8 +9,8 @@ and Theano are used once the program has imported them). The `run` bootstrap
     THEANO_DET_TRACE_FUNCTIONS  an fnmatch pattern on a function's name, key or "file:line"
     THEANO_DET_TRACE_KEEP       bytes of node outputs to keep besides their fingerprints (0: none)
 
-The trace is JSON lines, one record per line, each written with one write() as it
-happens, so a killed process leaves every record it finished:
+The trace is JSON lines (_theano_det_jsonlines.py), one record per line, each written with
+one write() as it happens, so a killed process leaves every record it finished:
 
     header       format, version, interpreter, seed, what is traced
     environment  as `verify` describes it (Theano, numpy, device, settings); before the first function
@@ -31,14 +31,13 @@ import atexit
 import base64
 import fnmatch
 import hashlib
-import json
 import os
 import re
 import sys
-import threading
 import weakref
 
 import _theano_det_compile_hook as compile_hook
+from _theano_det_jsonlines import JsonLinesFile
 
 TRACE_VARIABLE = "THEANO_DET_TRACE"
 CALLS_VARIABLE = "THEANO_DET_TRACE_CALLS"
@@ -229,34 +228,23 @@ def node_info(node, sources, rules, audit):
 # --- the tracer -------------------------------------------------------------------------
 
 
-class Tracer(object):
+class Tracer(JsonLinesFile):
     def __init__(self, path, calls, pattern, keep_bytes):
+        JsonLinesFile.__init__(self, path)  # self.lock also guards the tracer's own state
         self.path = path
         self.calls, self.last_call = parse_calls(calls)
         self.pattern = pattern
         self.keep_left = keep_bytes
         self.kept = set()
-        self.pid = os.getpid()
-        self.lock = threading.RLock()
         self.compiled = 0
         self.traced_calls = 0
         self.running = []  # (key, call, position) of the traced nodes running now, outermost first
         self.environment_written = False
         self.rules = None
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         self.write({"t": "header", "format": FORMAT, "version": VERSION,
                     "python": "%d.%d.%d" % sys.version_info[:3],
                     "seed": os.environ.get("THEANO_DET_SEED"), "calls": calls, "functions": pattern,
                     "keep_values": keep_bytes})
-
-    def write(self, record):
-        if os.getpid() != self.pid:  # a forked child: the trace is the parent's
-            return
-        data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
-        with self.lock:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.fd, view):]
 
     def finish(self):
         self.write({"t": "end", "functions": self.compiled, "calls": self.traced_calls})
