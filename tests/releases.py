@@ -71,6 +71,11 @@ SCAN_UNKNOWN_FILES = {"0.7.0": "scan_module/scan_perform.c", "0.8.2": "scan_modu
 # Releases whose configdefaults.py the numpy-wheel-blas compat patch edits.
 NUMPY_WHEEL_BLAS_RELEASES = ["1.0.0", "1.0.1", "1.0.2", "1.0.3", "1.0.4", "1.0.5"]
 
+# Where each release keys its compiled C modules with the ops' __props__, which the
+# cache-empty-props compat patch edits (0.7.0 - 0.9.0 leave __props__ out of the key).
+CACHE_EMPTY_PROPS_FILES = {name: "gof/cc.py" for name in NUMPY_WHEEL_BLAS_RELEASES}
+CACHE_EMPTY_PROPS_FILES["pymc-1.1.2"] = "link/c/basic.py"
+
 
 
 def download_release(name: str) -> Path:

@@ -10,8 +10,8 @@ import re
 import pytest
 
 from conftest import run_cli
-from releases import (CUDNN_COMPAT_RELEASES, DEV20_FILES, NUMPY_WHEEL_BLAS_RELEASES, RELEASES, SCAN_PY311_FILES,
-                      SCAN_UNKNOWN_FILES)
+from releases import (CACHE_EMPTY_PROPS_FILES, CUDNN_COMPAT_RELEASES, DEV20_FILES, NUMPY_WHEEL_BLAS_RELEASES,
+                      RELEASES, SCAN_PY311_FILES, SCAN_UNKNOWN_FILES)
 from theano_det.patching import catalog
 from theano_det.patching.transforms import python_tokens
 
@@ -50,7 +50,7 @@ def dev20_calls(source: bytes) -> list:
 
 def compat_files(name: str) -> set:
     """Files the compatibility patches change in release `name` (each patch is tested on its
-    own in test_cudnn_compat and test_scan_compat)."""
+    own in test_cudnn_compat, test_scan_compat, test_numpy_wheel_blas and test_cache_empty_props)."""
     files = set()
     if name in CUDNN_COMPAT_RELEASES:
         files |= {spec.path for patch in catalog.load_all() if patch.id == "cudnn-compat" for spec in patch.files}
@@ -58,6 +58,8 @@ def compat_files(name: str) -> set:
         files.add(SCAN_PY311_FILES[name])
     if name in NUMPY_WHEEL_BLAS_RELEASES:
         files.add("configdefaults.py")
+    if name in CACHE_EMPTY_PROPS_FILES:
+        files.add(CACHE_EMPTY_PROPS_FILES[name])
     return files
 
 
