@@ -15,7 +15,7 @@ import pytest
 from conftest import run_cli
 from releases import CACHE_EMPTY_PROPS_FILES, RELEASES
 from theano_det import operations
-from theano_det.patching.target import describe_package
+from theano_det.target import describe_package
 
 PATCH_ID = "cache-empty-props"
 COMMENT = b"# theano-det compat: an empty __props__ would make the key unversioned (Aesara #1108)\n"
