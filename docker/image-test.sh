@@ -214,9 +214,10 @@ legacy_client() {
   local keras=$STATE/keras-2.3.1
   if [ ! -e "$keras/.complete" ]; then
     rm -rf "$keras"
-    python3 -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
-      --only-binary :all: --target "$keras" -r "$ROOT/tests/clients/requirements-keras2.txt" \
-      || { fail "legacy client: pip could not install Keras 2.3.1 on this host"; return; }
+    python3 -m pip install --disable-pip-version-check --root-user-action=ignore --no-deps \
+      --require-hashes --only-binary :all: --target "$keras" -r "$ROOT/tests/clients/requirements-keras2.txt" \
+      >"$STATE/keras-pip.log" 2>&1 \
+      || { fail "legacy client: pip could not install Keras 2.3.1 on this host"; tail -15 "$STATE/keras-pip.log"; return; }
     touch "$keras/.complete"
   fi
   local client=$MOUNTPOINT/work/legacy
