@@ -44,8 +44,8 @@ Options:
   --source DIR         theano-det's source tree (default: this script's parent folder)
   --compile-cache DIR  Theano's base_compiledir in PREFIX/theanorc (default: none there, so
                        Theano's own ~/.theano; the image's entry point uses /cache when writable)
-  --no-cuda            skip the cuda step (1.4 GB of wheels)
-  --cudnn 0|1          1: add cuDNN (docker/requirements-cudnn.txt, 888 MB installed) and
+  --no-cuda            skip the cuda step (0.7 GB of wheels, 1.4 GB with --cudnn 1)
+  --cudnn 0|1          1: add cuDNN (docker/requirements-cudnn.txt, 0.94 GB installed) and
                        switch Theano's cuDNN ops on in PREFIX/theanorc; 0 (default): neither
   --cuda-wheels DIR    keep the CUDA wheels in DIR and install them from there (a folder
                        kept between runs: the tests' cache, a BuildKit cache mount)
