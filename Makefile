@@ -36,10 +36,12 @@ demo: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
 
-# The Docker image (docker/Dockerfile; needs a Docker engine with BuildKit). IMAGE=name:tag to rename.
+# The Docker image (docker/Dockerfile; needs a Docker engine with BuildKit). IMAGE=name:tag to rename;
+# CUDNN=1 adds cuDNN and switches Theano's cuDNN ops on (docs/docker.md).
 IMAGE ?= theano-det
+CUDNN ?= 0
 image:
-	docker build -f docker/Dockerfile -t $(IMAGE) .
+	docker build --build-arg CUDNN=$(CUDNN) -f docker/Dockerfile -t $(IMAGE) .
 
 # Every GPU check in one run (tools/gpu_check.py, see CONTRIBUTING.md): the interpreter on PATH, no venv.
 # Report in $GPU_REPORT_DIR (default build/gpu-report). Without a GPU: a dry run, exit 4.
@@ -48,5 +50,6 @@ gpu-check:
 
 # Build docker/Dockerfile with buildah (no Docker engine; installs buildah and debootstrap
 # when missing; needs root) and run the image as Docker and Apptainer do (docs/docker.md).
+# CUDNN=1 builds and checks the variant with cuDNN.
 image-test:
-	docker/image-test.sh
+	CUDNN=$(CUDNN) docker/image-test.sh

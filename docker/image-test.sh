@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `make image-test`: build docker/Dockerfile for real, without a Docker engine, and run
 # the image the ways people do: as Docker does (the image's user, a writable root, the
-# entry point) and as Apptainer does on a cluster (another uid, a read-only root, the
-# user's home bind-mounted, /tmp writable; `apptainer run` with the entry point and
-# `apptainer exec` without). No GPU is needed: Theano runs on the CPU.
+# entry point; a legacy Keras 2 client trained twice with one seed) and as Apptainer does
+# on a cluster (another uid, a read-only root, the user's home bind-mounted, /tmp
+# writable; `apptainer run` with the entry point and `apptainer exec` without: emulated,
+# as Debian has no Apptainer package). No GPU is needed: Theano runs on the CPU.
+# CUDNN=1 (`make image-test CUDNN=1`) builds and checks the variant with cuDNN.
 #
 # buildah (Debian's package; vfs storage, chroot isolation) builds the image from
 # debian:bookworm-slim when a registry gives it, else from a bookworm made with
@@ -18,6 +20,7 @@ IMAGE=localhost/theano-det:test
 BASE=localhost/theano-det-base:bookworm
 BUILDAH=(buildah --storage-driver vfs --root "$STATE/storage" --runroot "$STATE/run")
 OTHER_UID=4242  # a uid the image does not know, like a cluster user's
+CUDNN=${CUDNN:-0}
 FAILED=0
 
 say() { echo "image-test: $*" >&2; }
@@ -26,6 +29,7 @@ pass() { echo "PASS  $*"; }
 fail() { echo "FAIL  $*"; FAILED=1; }
 
 setup() {
+  case $CUDNN in 0|1) ;; *) die "CUDNN must be 0 or 1, not '$CUDNN'" ;; esac
   [ "$(id -u)" = 0 ] || die "needs root: buildah with chroot isolation and the mounts of the Apptainer checks"
   local missing=()
   command -v buildah >/dev/null || missing+=(buildah)
@@ -83,9 +87,9 @@ build() {
   "${BUILDAH[@]}" rmi --force "$IMAGE" >/dev/null 2>&1 || true
   "${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true
   "${BUILDAH[@]}" bud --isolation chroot --pull=never --layers=false --format docker \
-    --build-arg "BASE_IMAGE=$BASE" "${secrets[@]}" -f "$ROOT/docker/Dockerfile" -t "$IMAGE" "$ROOT" \
+    --build-arg "BASE_IMAGE=$BASE" --build-arg "CUDNN=$CUDNN" "${secrets[@]}" -f "$ROOT/docker/Dockerfile" -t "$IMAGE" "$ROOT" \
     >"$STATE/build.log" 2>&1 || { tail -40 "$STATE/build.log" >&2; die "the build failed (log: $STATE/build.log)"; }
-  say "built $IMAGE in $((SECONDS - start)) s (log: $STATE/build.log)"
+  say "built $IMAGE (CUDNN=$CUDNN) in $((SECONDS - start)) s (log: $STATE/build.log)"
 }
 
 # --- running the image ---------------------------------------------------------------------
@@ -101,8 +105,8 @@ open_image() {
   chown "$OTHER_UID:$OTHER_UID" "$HOME_DIR"
   local size
   size=$(du -sb --exclude=./proc --exclude=./dev "$MOUNTPOINT" | cut -f1)
-  say "image size: $((size / 1000000)) MB uncompressed ($(du -sh "$MOUNTPOINT/opt/theano-det" | cut -f1) in /opt/theano-det)"
-  echo "$size" > "$STATE/image-size-bytes"
+  say "image size (CUDNN=$CUDNN): $((size / 1000000)) MB uncompressed ($(du -sh "$MOUNTPOINT/opt/theano-det" | cut -f1) in /opt/theano-det)"
+  echo "$size" > "$STATE/image-size-bytes-cudnn$CUDNN"
 }
 
 close_image() {
@@ -186,6 +190,57 @@ seeded_twice() {  # seeded_twice NAME MODE RUNNER...: same bytes twice with seed
   fi
 }
 
+# cuDNN is in the image, and on in its config, exactly when it was built with CUDNN=1.
+# shellcheck disable=SC2016  # Python, not shell
+CUDNN_STATE='import ctypes, theano
+try:
+    ctypes.CDLL("libcudnn.so"); found = "found"
+except OSError:
+    found = "absent"
+print("cuDNN", found, "dnn.enabled=%s" % theano.config.dnn.enabled)'
+
+cudnn_as_built() {
+  local wanted="cuDNN absent dnn.enabled=False"
+  [ "$CUDNN" = 0 ] || wanted="cuDNN found dnn.enabled=True"
+  expect 0 "docker: cuDNN as built (CUDNN=$CUDNN)" docker --env THEANO_FLAGS=device=cpu python -c "$CUDNN_STATE"
+  contains "docker: $wanted" "$wanted"
+}
+
+# A legacy client of the client matrix (tests/test_clients.py), unmodified, as the image's
+# user: Keras 2.3.1 (installed on this host with pip, hash-pinned, into the state folder)
+# trains tests/clients/keras2_embedding.py through the entry point on the CPU, twice with
+# seed 7 (the same weights) and once with seed 8 (other weights).
+legacy_client() {
+  local keras=$STATE/keras-2.3.1
+  if [ ! -e "$keras/.complete" ]; then
+    rm -rf "$keras"
+    python3 -m pip install --disable-pip-version-check --root-user-action=ignore --no-deps \
+      --require-hashes --only-binary :all: --target "$keras" -r "$ROOT/tests/clients/requirements-keras2.txt" \
+      >"$STATE/keras-pip.log" 2>&1 \
+      || { fail "legacy client: pip could not install Keras 2.3.1 on this host"; tail -15 "$STATE/keras-pip.log"; return; }
+    touch "$keras/.complete"
+  fi
+  local client=$MOUNTPOINT/work/legacy
+  mkdir -p "$client"
+  cp -r "$keras" "$client/keras"
+  cp "$ROOT/tests/clients/keras2_embedding.py" "$client/"
+  chown -R 1000:1000 "$client"
+  local start=$SECONDS seed runs=()
+  for seed in 7 7 8; do
+    runs+=("$(in_image docker --env "THEANO_DET_SEED=$seed" --env PYTHONPATH=/work/legacy/keras \
+      --env KERAS_BACKEND=theano --env THEANO_FLAGS=device=cpu \
+      "$ENTRYPOINT" python /work/legacy/keras2_embedding.py 2>"$STATE/legacy-client.log" | tail -1)") || true
+  done
+  say "legacy client: three trainings in $((SECONDS - start)) s"
+  # each output: "2.3.1 <sha256 of the trained weights>"
+  if [[ ${runs[0]} =~ ^2\.3\.1\ [0-9a-f]{64}$ ]] && [ "${runs[0]}" = "${runs[1]}" ] && [ "${runs[0]}" != "${runs[2]}" ]; then
+    pass "docker: Keras 2.3.1 (Embedding + Dropout) trains to the same weights with seed 7 twice, others with 8"
+  else
+    fail "docker: Keras 2.3.1 gave '${runs[0]}' then '${runs[1]}' with seed 7, '${runs[2]}' with 8"
+    tail -15 "$STATE/legacy-client.log"
+  fi
+}
+
 # Without the entry point (Apptainer's exec) the seed is theano-det run's.
 # shellcheck disable=SC2016  # expanded in the image
 RUN_SEEDED='exec theano-det run --seed "$THEANO_DET_SEED" -- "$@"'
@@ -202,6 +257,8 @@ check() {
   expect 0 "docker: theano-det verify on the CPU" docker --env "$cpu" "$ENTRYPOINT" theano-det verify
   contains "docker: verify says deterministic" "status: deterministic"
   seeded_twice "docker: seeded run" docker "$ENTRYPOINT"
+  cudnn_as_built
+  legacy_client
 
   say "as Apptainer runs it: uid $OTHER_UID, a read-only root, the home bind-mounted"
   # /cache is writable by everyone (1777): only a read-only root refuses this

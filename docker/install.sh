@@ -11,8 +11,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ALL_STEPS=(debs venv cuda theano-det config patch gate check entrypoint)
 DEBIAN_PACKAGES=(python3-pygpu libgpuarray3 libgpuarray-dev)
 # Unversioned names that something opens or links by name: libgpuarray dlopen()s
-# libnvrtc.so and libcublas.so, Theano's dnn ops link with -lcudnn.
-LINK_NAMES=(libnvrtc libcublas libcublasLt libcudnn libcudart)
+# libnvrtc.so and libcublas.so; with --cudnn 1, Theano's dnn ops link with -lcudnn.
+LINK_NAMES=(libnvrtc libcublas libcublasLt)
+CUDNN_LINK_NAMES=(libcudnn libcudart)
 # Files of the CUDA wheels (under site-packages/nvidia) that nothing loads (step_cuda).
 UNUSED_CUDA_FILES=(cuda_nvcc/bin cuda_nvcc/nvvm 'cuda_nvrtc/lib/*.alt.*' '*/lib/*.a' 'cudnn/lib/libcudnn_adv.so.*')
 
@@ -23,10 +24,11 @@ usage: docker/install.sh [OPTIONS] [STEP...]
 Steps (default: all, in this order): ${ALL_STEPS[*]}
   debs        Debian's ${DEBIAN_PACKAGES[*]} (and, with --debs apt, g++ and python3-dev)
   venv        PREFIX/venv with system site-packages; docker/requirements-lock.txt, as wheels
-  cuda        docker/requirements-cuda.txt; PREFIX/cuda/{include,lib64} with unversioned names,
-              without the files neither libgpuarray nor Theano loads
+  cuda        docker/requirements-cuda.txt (and, with --cudnn 1, requirements-cudnn.txt);
+              PREFIX/cuda/{include,lib64} with unversioned names, without the files
+              neither libgpuarray nor Theano loads
   theano-det  SOURCE's wheel (its dependencies are in the lock file); pip check
-  config      PREFIX/theanorc, PREFIX/env.sh
+  config      PREFIX/theanorc (cuDNN on only with --cudnn 1), PREFIX/env.sh
   patch       theano-det patch (THEANORC=PREFIX/theanorc)
   gate        theano-det status: fails unless everything is applied
   check       import pygpu, load the CUDA libraries; write PREFIX/versions.txt
@@ -42,7 +44,9 @@ Options:
   --source DIR         theano-det's source tree (default: this script's parent folder)
   --compile-cache DIR  Theano's base_compiledir in PREFIX/theanorc (default: none there, so
                        Theano's own ~/.theano; the image's entry point uses /cache when writable)
-  --no-cuda            skip the cuda step (1.4 GB of wheels)
+  --no-cuda            skip the cuda step (0.7 GB of wheels, 1.4 GB with --cudnn 1)
+  --cudnn 0|1          1: add cuDNN (docker/requirements-cudnn.txt, 0.94 GB installed) and
+                       switch Theano's cuDNN ops on in PREFIX/theanorc; 0 (default): neither
   --cuda-wheels DIR    keep the CUDA wheels in DIR and install them from there (a folder
                        kept between runs: the tests' cache, a BuildKit cache mount)
   --build-secrets DIR  use DIR/pip.conf (pip's configuration: index, proxy) and DIR/ca.pem
@@ -62,6 +66,7 @@ PYTHON=/usr/bin/python3
 SOURCE=$(dirname "$HERE")
 COMPILE_CACHE=
 CUDA=1
+CUDNN=0
 CUDA_WHEELS=
 PRINT_ENV=
 BUILD_SECRETS=
@@ -74,6 +79,7 @@ while [ $# -gt 0 ]; do
     --source) SOURCE=${2:?--source needs a folder}; shift 2 ;;
     --compile-cache) COMPILE_CACHE=${2:?--compile-cache needs a folder}; shift 2 ;;
     --no-cuda) CUDA=; shift ;;
+    --cudnn) CUDNN=${2:?--cudnn needs 0 or 1}; shift 2 ;;
     --cuda-wheels) CUDA_WHEELS=${2:?--cuda-wheels needs a folder}; shift 2 ;;
     --build-secrets) BUILD_SECRETS=${2:?--build-secrets needs a folder}; shift 2 ;;
     --print-env) PRINT_ENV=1; shift ;;
@@ -83,6 +89,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case $DEBS in apt|extract) ;; *) die "--debs must be apt or extract, not '$DEBS'" ;; esac
+case $CUDNN in 0|1) ;; *) die "--cudnn must be 0 or 1, not '$CUDNN'" ;; esac
 case $PREFIX in /*) ;; *) PREFIX=$(pwd)/$PREFIX ;; esac
 [ "${#STEPS[@]}" -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
 for step in "${STEPS[@]}"; do
@@ -137,11 +144,35 @@ pip_install() {
   "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input --progress-bar off "$@"
 }
 
+# Documentation, manual pages and translations: nothing in the image reads them (Debian's
+# slim images leave them out the same way). A dpkg rule keeps them out of what apt installs
+# now and later (an image built FROM this one); what the base already holds is removed.
+# The copyright files stay; so does C.UTF-8 (in /usr/lib/locale, not /usr/share/locale).
+slim_debian() {
+  say "slim: no /usr/share/doc (but copyright files), man, info, groff, lintian, locale"
+  cat > /etc/dpkg/dpkg.cfg.d/theano-det-slim <<'EOF'
+# theano-det's image (docker/install.sh): no documentation, manual pages or translations
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+EOF
+  find /usr/share/doc -mindepth 1 ! -type d ! -name copyright -delete
+  find /usr/share/doc -mindepth 1 -type d -empty -delete
+  rm -rf /usr/share/man/* /usr/share/info/* /usr/share/groff/* /usr/share/lintian/*
+  find /usr/share/locale -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+}
+
 step_debs() {
   if [ "$DEBS" = apt ]; then
     [ "$(id -u)" = 0 ] || die "--debs apt runs apt-get install and needs root; use --debs extract"
     say "apt-get install ${DEBIAN_PACKAGES[*]} g++ python3-dev python3-venv"
     export DEBIAN_FRONTEND=noninteractive
+    slim_debian
     apt-get "${APT_OPTIONS[@]}" update
     apt-get "${APT_OPTIONS[@]}" install -y --no-install-recommends ca-certificates g++ python3 \
       python3-dev python3-venv "${DEBIAN_PACKAGES[@]}"
@@ -211,20 +242,27 @@ step_venv() {
   done
   pip_install --no-index --no-deps "$wheels"/*.whl
   rm -rf "$wheels"
+  # numpy's and scipy's own test suites (45 MB): no module of theirs imports them. Theano's
+  # stay: theano/__init__.py imports theano.tests, legacy clients theano.tests.unittest_tools.
+  find "$site/numpy" "$site/scipy" -type d -name tests -prune -exec rm -rf {} +
 }
 
 step_cuda() {
   [ -n "$CUDA" ] || { say "cuda: skipped (--no-cuda)"; return; }
-  say "CUDA libraries (docker/requirements-cuda.txt)"
-  local cuda_requirements=--requirement=$HERE/requirements-cuda.txt
+  local cuda_requirements=(--requirement="$HERE/requirements-cuda.txt") link_names=("${LINK_NAMES[@]}")
+  if [ "$CUDNN" = 1 ]; then
+    cuda_requirements+=(--requirement="$HERE/requirements-cudnn.txt")
+    link_names+=("${CUDNN_LINK_NAMES[@]}")
+  fi
+  say "CUDA libraries (${cuda_requirements[*]##*/})"
   if [ -n "$CUDA_WHEELS" ]; then
     # pip download keeps the files already there (after checking their hashes)
     mkdir -p "$CUDA_WHEELS"
     "$VENV/bin/python" -m pip download --disable-pip-version-check --no-input --progress-bar off \
-      --require-hashes --no-deps --dest "$CUDA_WHEELS" "$cuda_requirements"
-    pip_install --require-hashes --no-deps --no-index --find-links "$CUDA_WHEELS" "$cuda_requirements"
+      --require-hashes --no-deps --dest "$CUDA_WHEELS" "${cuda_requirements[@]}"
+    pip_install --require-hashes --no-deps --no-index --find-links "$CUDA_WHEELS" "${cuda_requirements[@]}"
   else
-    pip_install --require-hashes --no-deps "$cuda_requirements"
+    pip_install --require-hashes --no-deps "${cuda_requirements[@]}"
   fi
   # One include and one lib64 folder, like a CUDA installation: Theano's cuda.root,
   # dnn.include_path and dnn.library_path point here, and LD_LIBRARY_PATH names lib64.
@@ -248,7 +286,7 @@ step_cuda() {
   for entry in "$nvidia"/*/include/*; do ln -sr "$entry" "$CUDA_DIR/include/"; done
   for entry in "$nvidia"/*/lib/*.so*; do ln -sr "$entry" "$CUDA_DIR/lib64/"; done
   local versioned
-  for name in "${LINK_NAMES[@]}"; do
+  for name in "${link_names[@]}"; do
     versioned=("$CUDA_DIR/lib64/$name".so.[0-9]*)
     [ -e "${versioned[0]}" ] || die "no $name.so.N among the CUDA wheels' libraries"
     ln -sfn "$(basename "${versioned[0]}")" "$CUDA_DIR/lib64/$name.so"
@@ -335,14 +373,28 @@ ldflags =
 root = $CUDA_DIR
 
 [dnn]
-# Theano 1.0.5's cuDNN convolutions compile against this cuDNN 9 only with theano-det's
-# compatibility patch (applied below), which has not yet run on a GPU. Until it has,
-# convolutions and pooling use Theano's own GPU kernels (GpuCorrMM, deterministic);
-# THEANO_FLAGS=dnn.enabled=True tries cuDNN with the paths below.
-enabled = False
+$(cudnn_setting)
 include_path = $CUDA_DIR/include
 library_path = $CUDA_DIR/lib64
 EOF
+}
+
+cudnn_setting() {
+  if [ "$CUDNN" = 1 ]; then
+    cat <<'EOF'
+# cuDNN 9 is here (install.sh --cudnn 1, the image's CUDNN=1). Theano 1.0.5's cuDNN
+# convolutions compile against it only with theano-det's compatibility patch (applied
+# below), which has not yet run on a GPU; THEANO_FLAGS=dnn.enabled=False goes back to
+# Theano's own GPU kernels (GpuCorrMM, deterministic).
+enabled = True
+EOF
+  else
+    cat <<'EOF'
+# No cuDNN here (install.sh --cudnn 0, the image's default): convolutions and pooling use
+# Theano's own GPU kernels (GpuCorrMM, deterministic). The image built with CUDNN=1 has it.
+enabled = False
+EOF
+  fi
 }
 
 # Without --compile-cache, Theano's own default (~/.theano) stays: it works read-only
@@ -384,14 +436,14 @@ step_gate() {
 step_check() {
   local cuda_dir=
   [ -d "$CUDA_DIR/lib64" ] && cuda_dir=$CUDA_DIR
-  (use_prefix_env && "$VENV/bin/python" - "$DEBS" "$DEBROOT" "$cuda_dir" > "$PREFIX/versions.txt") <<'PYEOF'
+  (use_prefix_env && "$VENV/bin/python" - "$DEBS" "$DEBROOT" "$cuda_dir" "$CUDNN" > "$PREFIX/versions.txt") <<'PYEOF'
 """What the runtime holds, one 'name version' a line; fails when a part is missing."""
 import ctypes
 import subprocess
 import sys
 from importlib import metadata
 
-debs, debroot, cuda_dir = sys.argv[1:4]
+debs, debroot, cuda_dir, cudnn_wanted = sys.argv[1:5]
 lines = ["python %s (%s)" % (sys.version.split()[0], sys.base_prefix)]
 if debs == "apt":
     query = ["dpkg-query", "-W", "-f", "${Package} ${Version}\\n",
@@ -401,6 +453,8 @@ else:
     with open(debroot + "/packages.txt") as packages:
         lines += packages.read().split("\n")
 import pygpu  # noqa: E402  (imports libgpuarray; needs no GPU)
+# what Theano imports of scipy: its test folders are gone (step_venv), these must still work
+import scipy.linalg, scipy.signal, scipy.sparse, scipy.special  # noqa: E401,E402,F401
 lines.append("pygpu %s (%s)" % (pygpu.__version__, pygpu.__file__))
 for name in ("numpy", "scipy", "Theano", "theano-det"):
     lines.append("%s %s" % (name, metadata.version(name)))
@@ -417,12 +471,14 @@ if cuda_dir:
         assert cublas.cublasGetProperty(kind, ctypes.byref(value)) == 0
         parts.append(str(value.value))
     lines.append("cuBLAS %s (libcublas.so)" % ".".join(parts))
-    cudnn = ctypes.CDLL("libcudnn.so")
-    cudnn.cudnnGetVersion.restype = ctypes.c_size_t
-    version = cudnn.cudnnGetVersion()
-    lines.append("cuDNN %d.%d.%d (libcudnn.so)" % (version // 10000, version // 100 % 100, version % 100))
-    for name in ("nvidia-cuda-nvrtc-cu12", "nvidia-cublas-cu12", "nvidia-cudnn-cu12",
-                 "nvidia-cuda-runtime-cu12", "nvidia-cuda-nvcc-cu12"):
+    wheels = ["nvidia-cuda-nvrtc-cu12", "nvidia-cublas-cu12"]
+    if cudnn_wanted == "1":
+        cudnn = ctypes.CDLL("libcudnn.so")
+        cudnn.cudnnGetVersion.restype = ctypes.c_size_t
+        version = cudnn.cudnnGetVersion()
+        lines.append("cuDNN %d.%d.%d (libcudnn.so)" % (version // 10000, version // 100 % 100, version % 100))
+        wheels += ["nvidia-cudnn-cu12", "nvidia-cuda-runtime-cu12", "nvidia-cuda-nvcc-cu12"]
+    for name in wheels:
         lines.append("%s %s" % (name, metadata.version(name)))
 print("\n".join(line for line in lines if line))
 PYEOF

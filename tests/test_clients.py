@@ -25,14 +25,11 @@ SEED, OTHER_SEED = 7, 8
 TABLE = SESSION_TABLES["client matrix (tests/test_clients.py)"]
 
 # Keras 2.3.1 and the two packages it imports, pinned by the sha256 of their wheels
-# (pure Python). Its other imports (numpy, scipy, six, yaml) are the test venv's own:
-# Theano brings numpy, scipy and six, libcst brings PyYAML. Installing them with
-# --no-deps into a folder of their own leaves the venv's Theano and numpy untouched.
-KERAS_2_REQUIREMENTS = """\
-keras==2.3.1 --hash=sha256:d08a57bd63546175f8f19232ba05906514d419da3e0af8ef7437fa1c11442e20
-keras-applications==1.0.8 --hash=sha256:df4323692b8c1174af821bf906f1e442e63fa7589bf0f1230a0b6bdc5a810c95
-keras-preprocessing==1.1.2 --hash=sha256:7b82029b130ff61cc99b55f3bd27427df4838576838c5b2f65940e4fcec99a7b
-"""
+# (pure Python; docker/image-test.sh installs the same). Its other imports (numpy, scipy,
+# six, yaml) are the test venv's own: Theano brings numpy, scipy and six, libcst brings
+# PyYAML. Installing them with --no-deps into a folder of their own leaves the venv's
+# Theano and numpy untouched.
+KERAS_2_REQUIREMENTS = (CLIENTS / "requirements-keras2.txt").read_text()
 # Keras 1.2.2 and Lasagne 0.1 exist only as sdists of pure Python: their unpacked source
 # trees are put on PYTHONPATH (Keras 1 imports theano, yaml, six: all in the test venv).
 KERAS_1 = ("keras==1.2.2", "d2b18c4336eb9c4f0d03469870257efa7980a9b036c9d46dcf4d49e7f4487e2d")

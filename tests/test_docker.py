@@ -106,7 +106,7 @@ def install_sh_arguments(words: list[str]) -> tuple[dict[str, str], list[str]]:
 
 
 OPTIONS_WITH_VALUES = {"--prefix", "--debs", "--python", "--source", "--compile-cache", "--cuda-wheels",
-                       "--build-secrets"}
+                       "--build-secrets", "--cudnn"}
 
 
 def test_dockerfile_runs_every_step_of_install_sh_with_one_prefix():
@@ -130,6 +130,45 @@ def test_dockerfile_environment_is_the_one_install_sh_prints():
     assert set(wanted) == {"PATH", "LD_LIBRARY_PATH", "THEANORC"}
     env = dockerfile_env()
     assert {name: env.get(name) for name in wanted} == wanted
+
+
+def test_dockerfile_passes_its_cudnn_argument_to_the_cuda_and_config_steps():
+    """CUDNN (default 0) chooses both the libraries (cuda step) and Theano's dnn.enabled
+    (config step): one build argument, the same value for both RUNs."""
+    assert dockerfile_instructions("ARG").count("CUDNN=0") == 1
+    chosen = {}
+    for words in install_runs_in_dockerfile():
+        options, steps = install_sh_arguments(words)
+        for step in {"cuda", "config"} & set(steps):
+            chosen[step] = options.get("--cudnn")
+    assert chosen == {"cuda": '"${CUDNN}"', "config": '"${CUDNN}"'}
+
+
+def test_makefile_passes_cudnn_to_the_build_and_to_image_test():
+    text = (ROOT / "Makefile").read_text()
+    assert "CUDNN ?= 0" in text
+    assert "docker build --build-arg CUDNN=$(CUDNN) -f docker/Dockerfile" in text
+    assert "CUDNN=$(CUDNN) docker/image-test.sh" in text
+
+
+def test_cudnn_and_its_headers_are_only_in_the_cudnn_requirements():
+    """The default image has NVRTC and cuBLAS; cuDNN and the headers only cudnn.h and
+    libgpuarray's ext_cuda.h (Theano's dnn ops) include come with CUDNN=1."""
+    assert set(pinned(DOCKER / "requirements-cuda.txt")) == {"nvidia-cuda-nvrtc-cu12", "nvidia-cublas-cu12"}
+    assert set(pinned(DOCKER / "requirements-cudnn.txt")) == {
+        "nvidia-cudnn-cu12", "nvidia-cuda-runtime-cu12", "nvidia-cuda-nvcc-cu12"}
+
+
+@pytest.mark.parametrize("cudnn, enabled", [("0", "False"), ("1", "True")])
+def test_install_sh_config_switches_cudnn_on_only_with_cudnn_1(tmp_path, cudnn, enabled):
+    from configparser import ConfigParser
+
+    result = run("bash", INSTALL, "--prefix", tmp_path / "prefix", "--cudnn", cudnn, "config")
+    assert result.returncode == 0, result.stderr
+    config = ConfigParser()
+    config.read(tmp_path / "prefix" / "theanorc")
+    assert config["dnn"]["enabled"] == enabled
+    assert config["dnn"]["library_path"] == str(tmp_path / "prefix" / "cuda" / "lib64")
 
 
 def test_dockerfile_requires_the_driver_its_nvrtc_needs():
@@ -232,7 +271,7 @@ def test_the_lock_file_pins_every_dependency_of_theano_det():
         assert requirement.specifier.contains(version), f"{LOCK.name} pins {requirement.name} {version}: {requirement}"
     # what Theano 1.0.5 runs with, and what builds the wheels
     assert {"numpy", "scipy", "six", "theano", "pyyaml", "wheel"} <= set(lock)
-    for name in ("requirements-cuda.txt", "requirements-extract.txt"):
+    for name in ("requirements-cuda.txt", "requirements-cudnn.txt", "requirements-extract.txt"):
         assert pinned(DOCKER / name)
 
 
@@ -247,6 +286,7 @@ def test_pinned_refuses_an_unpinned_line(tmp_path):
     (["--debs", "dpkg"], "--debs must be apt or extract, not 'dpkg'"),
     (["--bogus"], "unknown option --bogus"),
     (["build"], "unknown step 'build'"),
+    (["--cudnn", "yes"], "--cudnn must be 0 or 1, not 'yes'"),
 ])
 def test_install_sh_refuses_bad_arguments_and_does_nothing(tmp_path, arguments, message):
     result = run("bash", INSTALL, "--prefix", tmp_path / "prefix", *arguments)
@@ -533,16 +573,41 @@ def test_default_command_without_a_gpu_says_so_and_exits_4(runtime):
 
 
 @pytest.fixture(scope="module")
-def cuda_runtime(runtime):
-    """The same runtime with install.sh's cuda step (about 50 s once the wheels are cached)."""
-    result = runtime.install("--cuda-wheels", CUDA_WHEELS, "cuda", "check")
+def cuda_runtime_without_cudnn(runtime):
+    """The same runtime with install.sh's cuda step, as in the default image (--cudnn 0)."""
+    result = runtime.install("--cuda-wheels", CUDA_WHEELS, "--cudnn", "0", "cuda", "check")
+    assert result.returncode == 0, result.stderr[-6000:]
+    return runtime
+
+
+@pytest.fixture(scope="module")
+def cuda_runtime(cuda_runtime_without_cudnn):
+    """Then cuDNN added, as in the image built with CUDNN=1 (about 50 s in all once the
+    wheels are cached)."""
+    runtime = cuda_runtime_without_cudnn
+    result = runtime.install("--cuda-wheels", CUDA_WHEELS, "--cudnn", "1", "cuda", "check")
     assert result.returncode == 0, result.stderr[-6000:]
     return runtime
 
 
 def cuda_pins() -> dict[str, str]:
-    text = (DOCKER / "requirements-cuda.txt").read_text()
+    text = (DOCKER / "requirements-cuda.txt").read_text() + (DOCKER / "requirements-cudnn.txt").read_text()
     return dict(re.findall(r"^(nvidia-[\w-]+)==([\d.]+)", text, re.M))
+
+
+@pytest.mark.slow
+@pytest.mark.cuda_wheels
+def test_default_cuda_step_installs_no_cudnn(cuda_runtime_without_cudnn):
+    prefix = cuda_runtime_without_cudnn.prefix
+    versions = (prefix / "versions.txt").read_text()
+    assert "NVRTC " in versions and "cuBLAS " in versions
+    assert "cuDNN" not in versions and "nvidia-cudnn-cu12" not in versions
+    names = {path.name for path in (prefix / "cuda" / "lib64").iterdir()}
+    assert {"libnvrtc.so", "libcublas.so", "libcublasLt.so"} <= names
+    assert not [name for name in names if name.startswith(("libcudnn", "libcudart"))]
+    site = prefix / "venv" / "lib" / "python3.11" / "site-packages" / "nvidia"
+    assert sorted(path.name for path in site.iterdir() if path.is_dir() and path.name != "__pycache__") == [
+        "cublas", "cuda_nvrtc"]
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ exactly that:
   library the GPU bundle carries), read out of libgpuarray.so.3;
 - NVRTC is libnvrtc.so.12 from NVIDIA's `nvidia-cuda-nvrtc-cu12` wheel, loaded
   with ctypes; ptxas (register and spill counts) from `nvidia-cuda-nvcc-cu12`.
-  Both are pinned with their hashes in docker/requirements-cuda.txt.
+  Both are pinned with their hashes in docker/requirements-cuda.txt and
+  requirements-cudnn.txt (nvcc's headers come with the image's cuDNN).
 
 usage: python tools/scatter_kernel_compile.py [--arch 60,70,80,90] [--dtype D ...] [--index-dtype I ...]
            [--cache DIR] [--json]
@@ -39,17 +40,17 @@ from cudnn_syntax_check import DEFAULT_CACHE, ToolFailed, debian_packages, pip_d
 from theano_det.ops import scatter_kernel  # noqa: E402
 
 ARCHS = ("60", "70", "80", "90")
-PINS = ROOT / "docker" / "requirements-cuda.txt"
+PINS = (ROOT / "docker" / "requirements-cuda.txt", ROOT / "docker" / "requirements-cudnn.txt")
 NVRTC_WHEEL = "nvidia-cuda-nvrtc-cu12"
 NVCC_WHEEL = "nvidia-cuda-nvcc-cu12"
 
 
 def pinned(name: str) -> tuple:
-    """(requirement, sha256) of a wheel pinned in docker/requirements-cuda.txt."""
+    """(requirement, sha256) of a wheel pinned in docker/requirements-cuda.txt or -cudnn.txt."""
     found = re.search(rf"^({re.escape(name)}==[\d.]+) \\\s*--hash=sha256:([0-9a-f]{{64}})",
-                      PINS.read_text(), re.M)
+                      "".join(path.read_text() for path in PINS), re.M)
     if not found:
-        raise ToolFailed(f"{PINS} pins no {name}")
+        raise ToolFailed(f"{' and '.join(str(path) for path in PINS)} pin no {name}")
     return found.group(1), found.group(2)
 
 
