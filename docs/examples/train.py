@@ -25,7 +25,7 @@ w = theano.shared(numpy.random.normal(scale=0.1, size=(20, 3)).astype(floatX), n
 b = theano.shared(numpy.zeros(3, dtype=floatX), name="b")
 
 x, y = T.matrix("x"), T.ivector("y")
-kept = MRG_RandomStreams().binomial(x.shape, p=0.8, dtype=floatX)  # dropout on the inputs
+kept = MRG_RandomStreams().binomial(inputs.shape, p=0.8, dtype=floatX)  # dropout on the inputs
 probabilities = T.nnet.softmax(T.dot(x * kept, w) + b)
 loss = -T.mean(T.log(probabilities)[T.arange(y.shape[0]), y])
 updates = [(p, p - 0.5 * g) for p, g in zip((w, b), T.grad(loss, [w, b]))]
