@@ -116,7 +116,9 @@ def one_spaced(text: str) -> str:
 def first_line_not_found(shown: list, output: str) -> str:
     """The first line of the doc's output that the real output does not contain (for the message)."""
     for line in shown:
-        if line.strip() not in ("", "...", "…") and not re.search(doc_pattern(one_spaced(line))[0], output, re.DOTALL):
+        if line.strip() in ("", "...", "…"):
+            continue
+        if not re.search(doc_pattern(one_spaced(line))[0], output, re.DOTALL):
             return line
     return "(every line is there, but not in this order or with other lines between)"
 
@@ -173,8 +175,9 @@ def make_sandbox(root: Path, keras: bool) -> Sandbox:
         (bin_dir / name).write_text(f'#!/bin/sh\nexec {program} "$@"\n')
         (bin_dir / name).chmod(0o755)
     path = [str(site)] + ([str(pip_target("keras-2.3.1", KERAS_2_REQUIREMENTS))] if keras else [])
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith(("THEANO", "PYTHON"))}  # no flags, seeds or paths of the caller
+    # A reader's environment: none of the caller's Theano flags, seeds, Python paths or
+    # PYTHONDONTWRITEBYTECODE (the copy's bytecode is written once, then read).
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("THEANO", "PYTHON"))}
     env.update(HOME=str(home), THEANORC=str(root / "theanorc"), PYTHONPATH=os.pathsep.join(path),
                PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", PYTHONUNBUFFERED="1",
                THEANO_FLAGS=f"base_compiledir={COMPILEDIR},gcc.cxxflags=-march=native")
@@ -281,12 +284,13 @@ def test_the_commands_of_the_page_run_as_shown(path, tmp_path, request, untouche
 
 def test_every_marker_is_known_says_why_and_stands_before_a_command_block():
     for path in DOC_PAGES:
-        assert not stray_markers(path), f"{page_name(path)}: doc-test marker not before a code block, lines {stray_markers(path)}"
+        stray = stray_markers(path)
+        assert not stray, f"{page_name(path)}: doc-test markers not right before a code block, lines {stray}"
         for block in code_blocks(path):
             if block.marker is None:
                 continue
             kind, why = block.marker
-            assert kind in MARKER_KINDS, f"{block.where}: unknown doc-test marker {kind!r}; known: {sorted(MARKER_KINDS)}"
+            assert kind in MARKER_KINDS, f"{block.where}: doc-test marker {kind!r} is none of {sorted(MARKER_KINDS)}"
             assert why, f"{block.where}: the doc-test marker {kind} does not say why"
             assert block.is_command, f"{block.where}: a doc-test marker before a block that is not a command"
 
@@ -307,7 +311,8 @@ def test_make_demo_runs_the_tours_commands():
             break
         if line.startswith("\t"):
             recipe.append(re.sub(r"^(?:\w+=\S+\s+)*\$\(BIN\)/", "", line.strip()))
-    tour = {step.command for block in command_blocks(ROOT / "README.md") if block.marker is None for step in steps(block)}
+    tour = {step.command for block in command_blocks(ROOT / "README.md") if block.marker is None
+            for step in steps(block)}
     assert recipe and set(recipe) <= tour, (recipe, tour)
 
 
