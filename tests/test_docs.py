@@ -12,6 +12,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from doc_blocks import code_blocks
 from theano_det.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,20 +61,16 @@ def test_every_option_is_documented_on_its_page(name):
 
 
 def documented_command_lines() -> list:
-    """`theano-det ...` lines of the docs' code blocks (indented or fenced), without prompts and comments."""
+    """`theano-det ...` lines of the docs' shell code blocks, without prompts and comments."""
     found = []
     for path in USER_DOCS:
-        in_fence = False
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if line.startswith("```"):
-                in_fence = not in_fence
-                continue
-            if not (in_fence or line.startswith("    ")):
-                continue
-            code = line.strip().removeprefix("$ ")
-            code = re.sub(r"^(?:[A-Z_]+=\S*\s+)+", "", code)  # VAR=value prefixes
-            if code.startswith("theano-det ") and "[-" not in code:  # a synopsis ([--opt]) is not a command line
-                found.append((f"{path.relative_to(ROOT)}:{number}", code.split("  #")[0].split(";")[0].strip()))
+        for block in code_blocks(path):
+            for offset, line in enumerate(block.lines):
+                code = line.strip().removeprefix("$ ")
+                code = re.sub(r"^(?:[A-Z_]+=\S*\s+)+", "", code)  # VAR=value prefixes
+                if code.startswith("theano-det ") and "[-" not in code:  # a synopsis ([--opt]) is not a command line
+                    found.append((f"{path.relative_to(ROOT)}:{block.line + offset}",
+                                  code.split("  #")[0].split(";")[0].strip()))
     return found
 
 
