@@ -76,6 +76,11 @@ NUMPY_WHEEL_BLAS_RELEASES = ["1.0.0", "1.0.1", "1.0.2", "1.0.3", "1.0.4", "1.0.5
 CACHE_EMPTY_PROPS_FILES = {name: "gof/cc.py" for name in NUMPY_WHEEL_BLAS_RELEASES}
 CACHE_EMPTY_PROPS_FILES["pymc-1.1.2"] = "link/c/basic.py"
 
+# Where each release defines COp, whose cache version the cop-stable-version compat patch
+# edits (0.7.0's Python 2 sources hash a str the same in every process).
+COP_STABLE_VERSION_FILES = {name: "gof/op.py" for name in ["0.8.2", "0.9.0", *NUMPY_WHEEL_BLAS_RELEASES]}
+COP_STABLE_VERSION_FILES["pymc-1.1.2"] = "graph/op.py"
+
 
 
 def download_release(name: str) -> Path:

@@ -3,15 +3,12 @@ __props__ is empty (Alloc, DeepCopyOp, ...) instead of compiling it in every pro
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from compile_count import kept_modules, logging_cxx, run_probe
 from conftest import run_cli
 from releases import CACHE_EMPTY_PROPS_FILES, RELEASES
 from theano_det import operations
@@ -57,26 +54,11 @@ def test_releases_that_leave_props_out_of_the_key_are_left_alone(release, name):
     assert [plan for plan in report.files if plan.relative == "gof/cc.py" or PATCH_ID in plan.patch_ids] == []
 
 
-def kept_modules(compiledir: Path) -> set:
-    """The compiled modules Theano keeps in its cache (an unversioned one is deleted at exit)."""
-    return {path.parent.name for path in compiledir.rglob("key.pkl")}
-
-
 def compile_alloc(package: Path, compiledir: Path, cxx: Path, log: Path) -> tuple:
-    """(probe's report, stderr, modules g++ built into the compiledir) of one fresh process."""
-    log.write_text("")
-    env = dict(os.environ, PYTHONPATH=str(package.parent), THEANO_DET_TEST_CXX_LOG=str(log),
-               THEANO_FLAGS=f"base_compiledir={compiledir},blas.ldflags=,cxx={cxx},cmodule.warn_no_version=True")
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["theano"].startswith(str(package)) and report["ops"] == ["Alloc"], report
-    # Theano's own helpers (cutils_ext, lazylinker_ext) are built once per compiledir;
-    # its -march probe goes to /tmp in every process: neither is an op's module.
-    outputs = [line.split(" -o ", 1)[1].split()[0] for line in log.read_text().splitlines() if " -o " in line]
-    built = [path for path in outputs
-             if path.startswith(str(compiledir)) and not path.endswith(("cutils_ext.so", "lazylinker_ext.so"))]
-    return report["out"], done.stderr, built
+    """(probe's output, stderr, modules g++ built into the compiledir) of one fresh process."""
+    report, stderr, built = run_probe(PROBE, package, compiledir, cxx, log)
+    assert report["ops"] == ["Alloc"], report
+    return report["out"], stderr, built
 
 
 @pytest.mark.slow
@@ -84,12 +66,7 @@ def compile_alloc(package: Path, compiledir: Path, cxx: Path, log: Path) -> tupl
 def test_a_second_process_compiles_nothing_and_computes_the_same(release_copy, tmp_path):
     patched, released = release_copy("1.0.5", "patched"), release_copy("1.0.5", "released")
     assert run_cli("patch", "--theano-dir", patched, "--no-config").returncode == 0
-    compiledir, log = tmp_path / "compiledir", tmp_path / "cxx.log"
-    # g++ itself, logging each call (named g++: Theano keeps its g++-only flags)
-    cxx = tmp_path / "bin" / "g++"
-    cxx.parent.mkdir()
-    cxx.write_text(f'#!/bin/sh\necho "$*" >> "$THEANO_DET_TEST_CXX_LOG"\nexec {shutil.which("g++")} "$@"\n')
-    cxx.chmod(0o755)
+    compiledir, log, cxx = tmp_path / "compiledir", tmp_path / "cxx.log", logging_cxx(tmp_path / "bin")
 
     first, warnings, built = compile_alloc(patched, compiledir, cxx, log)
     assert len(built) == 1 and UNVERSIONED_WARNING not in warnings, (built, warnings[-2000:])

@@ -72,7 +72,7 @@ def test_patch_status_unpatch_round_trip_is_byte_exact(release_copy):
     changed = {path for path, digest in snapshot(package).items() if before[path] != digest}
     # and the other compatibility patches' files (test_scan_compat)
     assert changed == set(COMPAT_FILES) | {"gpuarray/opt.py", "scan_module/c_code/scan_perform.c", "configdefaults.py",
-                                           "gof/cc.py"}
+                                           "gof/cc.py", "gof/op.py"}
     gw = (package / "gpuarray/c_code/dnn_gw.c").read_text()
     assert "theano_det_gw_algo_v7(" in gw and "theano_det_gw_unsupported(" in gw
 

@@ -19,10 +19,10 @@ from theano_det.errors import Refused
 from theano_det.target import describe_package
 
 REAL_REPLACE, REAL_STAGE = os.replace, transaction.stage
-# 0.9.0 has three files to patch (sandbox/cuda/opt.py, gpuarray/opt.py and the compat
-# patch's scan_module/scan_perform.c): three backups, the manifest ("applying"), the
-# three files, the manifest ("applied").
-FILES_OF_0_9_0 = ("sandbox/cuda/opt.py", "gpuarray/opt.py", "scan_module/scan_perform.c")
+# 0.9.0 has four files to patch (sandbox/cuda/opt.py, gpuarray/opt.py and the compat
+# patches' scan_module/scan_perform.c and gof/op.py): four backups, the manifest
+# ("applying"), the four files, the manifest ("applied").
+FILES_OF_0_9_0 = ("sandbox/cuda/opt.py", "gpuarray/opt.py", "scan_module/scan_perform.c", "gof/op.py")
 WRITES_FOR_0_9_0 = 2 * len(FILES_OF_0_9_0) + 2
 
 

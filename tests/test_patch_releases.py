@@ -10,8 +10,8 @@ import re
 import pytest
 
 from conftest import run_cli
-from releases import (CACHE_EMPTY_PROPS_FILES, CUDNN_COMPAT_RELEASES, DEV20_FILES, NUMPY_WHEEL_BLAS_RELEASES,
-                      RELEASES, SCAN_PY311_FILES, SCAN_UNKNOWN_FILES)
+from releases import (CACHE_EMPTY_PROPS_FILES, COP_STABLE_VERSION_FILES, CUDNN_COMPAT_RELEASES, DEV20_FILES,
+                      NUMPY_WHEEL_BLAS_RELEASES, RELEASES, SCAN_PY311_FILES, SCAN_UNKNOWN_FILES)
 from theano_det.patching import catalog
 from theano_det.patching.transforms import python_tokens
 
@@ -50,7 +50,8 @@ def dev20_calls(source: bytes) -> list:
 
 def compat_files(name: str) -> set:
     """Files the compatibility patches change in release `name` (each patch is tested on its
-    own in test_cudnn_compat, test_scan_compat, test_numpy_wheel_blas and test_cache_empty_props)."""
+    own in test_cudnn_compat, test_scan_compat, test_numpy_wheel_blas, test_cache_empty_props and
+    test_cop_stable_version)."""
     files = set()
     if name in CUDNN_COMPAT_RELEASES:
         files |= {spec.path for patch in catalog.load_all() if patch.id == "cudnn-compat" for spec in patch.files}
@@ -60,6 +61,8 @@ def compat_files(name: str) -> set:
         files.add("configdefaults.py")
     if name in CACHE_EMPTY_PROPS_FILES:
         files.add(CACHE_EMPTY_PROPS_FILES[name])
+    if name in COP_STABLE_VERSION_FILES:
+        files.add(COP_STABLE_VERSION_FILES[name])
     return files
 
 

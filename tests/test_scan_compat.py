@@ -78,15 +78,16 @@ def test_a_scan_perform_c_no_patch_knows_is_left_alone_with_a_note(release_copy)
     assert scan.read_bytes() == edited
 
 
-def test_no_compat_leaves_scan_blas_and_cache_out_and_says_so(release_copy):
+def test_no_compat_leaves_scan_blas_and_cache_keys_out_and_says_so(release_copy):
     package = release_copy("1.0.5")
     done = run_cli("patch", "--theano-dir", package, "--no-compat", "--no-config")
     assert done.returncode == 0, done.stderr
     assert "scan-py311: left out (--no-compat)" in done.stderr
     assert "numpy-wheel-blas: left out (--no-compat)" in done.stderr
     assert "cache-empty-props: left out (--no-compat)" in done.stderr
+    assert "cop-stable-version: left out (--no-compat)" in done.stderr
     assert "scan-py311-cython025" not in done.stderr  # not this release's file
-    for relative in (SCAN_PY311_FILES["1.0.5"], "configdefaults.py", "gof/cc.py"):
+    for relative in (SCAN_PY311_FILES["1.0.5"], "configdefaults.py", "gof/cc.py", "gof/op.py"):
         assert b"theano-det" not in (package / relative).read_bytes(), relative
 
 
