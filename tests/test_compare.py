@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import LOCK_WAIT, THEANO_COMPILEDIR, run_cli
+from conftest import SPEED_FLAGS, THEANO_COMPILEDIR, run_cli
 from theano_det.verification import comparison
 
 CHECKS = ("--check", "mrg_uniform", "--check", "maxpool2d")  # two quick checks
@@ -20,7 +20,7 @@ CHECKS = ("--check", "mrg_uniform", "--check", "maxpool2d")  # two quick checks
 def saved_document(folder, name, flags=""):
     path = folder / name
     env = dict(os.environ, HOME=str(folder),
-               THEANO_FLAGS=f"base_compiledir={THEANO_COMPILEDIR},{LOCK_WAIT},blas.ldflags={flags}")
+               THEANO_FLAGS=f"base_compiledir={THEANO_COMPILEDIR},{SPEED_FLAGS},blas.ldflags={flags}")
     env.pop("THEANORC", None)
     done = subprocess.run([sys.executable, "-m", "theano_det", "verify", "--repeat", "2", *CHECKS,
                            "--save", str(path)], capture_output=True, text=True, env=env, timeout=600)

@@ -13,7 +13,7 @@ import numpy
 import numpy.distutils.__config__ as numpy_build_config
 import pytest
 
-from conftest import CACHE, LOCK_WAIT, run_cli
+from conftest import CACHE, SPEED_FLAGS, run_cli
 from releases import NUMPY_WHEEL_BLAS_RELEASES
 from theano_det import operations
 from theano_det.target import describe_package
@@ -41,7 +41,7 @@ print(json.dumps({
 def theano_env(package: Path, flags: str = "") -> dict:
     """The copy first on the path, its own compiledir, and no blas.ldflags (the conftest sets one)."""
     env = dict(os.environ, PYTHONPATH=str(package.parent))
-    env["THEANO_FLAGS"] = f"base_compiledir={PATCHED_COMPILEDIR},{LOCK_WAIT}" + (f",{flags}" if flags else "")
+    env["THEANO_FLAGS"] = f"base_compiledir={PATCHED_COMPILEDIR},{SPEED_FLAGS}" + (f",{flags}" if flags else "")
     return env
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy
 import pytest
 
-from conftest import CACHE, LOCK_WAIT, run_cli
+from conftest import CACHE, SPEED_FLAGS, run_cli
 from releases import SCAN_PY311_FILES
 from theano_det import operations
 from theano_det.target import describe_package
@@ -140,7 +140,7 @@ def patched_copy(release_copy, name: str = "1.0.5") -> Path:
 def theano_env(package: Path, flags: str = "") -> dict:
     """The patched copy first on the path, its own compiledir, no blas.ldflags preset."""
     env = dict(os.environ, PYTHONPATH=str(package.parent))
-    env["THEANO_FLAGS"] = f"base_compiledir={PATCHED_COMPILEDIR},{LOCK_WAIT}" + (f",{flags}" if flags else "")
+    env["THEANO_FLAGS"] = f"base_compiledir={PATCHED_COMPILEDIR},{SPEED_FLAGS}" + (f",{flags}" if flags else "")
     return env
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LOCK_WAIT, THEANO_COMPILEDIR, run_cli
+from conftest import SPEED_FLAGS, THEANO_COMPILEDIR, run_cli
 from theano_det.tracing import diff as trace_diff
 from theano_det.tracing import records as trace_format
 from theano_det.tracing import launch as trace_run
@@ -36,7 +36,7 @@ def theano_env(home: Path, flags: str = "") -> dict:
     """The environment of conftest's isolated_home, for runs shared by a module."""
     home.mkdir(parents=True, exist_ok=True)
     env = {name: value for name, value in os.environ.items() if name not in ("THEANORC", "PYTHONHASHSEED")}
-    ours = f"base_compiledir={THEANO_COMPILEDIR},blas.ldflags=,{LOCK_WAIT}"
+    ours = f"base_compiledir={THEANO_COMPILEDIR},blas.ldflags=,{SPEED_FLAGS}"
     env.update(HOME=str(home), THEANO_FLAGS=f"{ours},{flags}" if flags else ours)
     return env
 
