@@ -83,9 +83,12 @@ def test_stdin_stdout_and_stderr_pass_through_unchanged():
 
 
 def start_and_wait_until_ready(program: str) -> subprocess.Popen:
+    # SIGINT as a terminal gives it: a test run started in the background of a script
+    # inherits it ignored, and Python then keeps ignoring it (no KeyboardInterrupt).
     process = subprocess.Popen(
         [sys.executable, "-m", "theano_det", "run", "--", sys.executable, "-c", program],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdout.readline().strip() == str(process.pid)  # ready; and it is the same process
     return process
