@@ -100,6 +100,16 @@ def release_copy(tmp_path):
     return copy
 
 
+def load_script(relative: str, name: str):
+    """A script of the project (tools/, benchmarks/), imported as module `name` from its path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_cli(*args, env=None, cwd=None, input=None):
     """Run `python -m theano_det ARGS` in a fresh process; returns the CompletedProcess."""
     return subprocess.run(

@@ -353,15 +353,11 @@ def test_the_gpu_probes_kernel_checks_pass_on_the_stand_in_through_both_sorts(mo
 
 def test_the_benchmarks_gpu_host_figures_on_the_stand_in(monkeypatch, capsys):
     # benchmarks/incsubtensor.py's GPU-only parts: scatter() timed alone, launches counted and printed
-    import importlib.util
-
     import theano.gpuarray.type
 
-    from conftest import ROOT
+    from conftest import load_script
 
-    spec = importlib.util.spec_from_file_location("incsubtensor_benchmark", ROOT / "benchmarks" / "incsubtensor.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/incsubtensor.py", "incsubtensor_benchmark")
     fake_scatter(monkeypatch)
     monkeypatch.setattr(theano.gpuarray.type, "get_context", lambda name: "ctx")
     x, y, idx = bench.make_problem(300, 40, 3, 40, seed=1)

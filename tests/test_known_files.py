@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from dataclasses import astuple
 
-import importlib.util
 import subprocess
 import sys
 
 import pytest
 
 import transform_cache
-from conftest import ROOT
+from conftest import ROOT, load_script
 from theano_det.patching import catalog
 from theano_det.config import detsettings
 from theano_det import shipped_data
@@ -24,14 +23,7 @@ from theano_det.patching import transforms
 from theano_det.patching.transforms import python_calls
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("known_files_tool", ROOT / "tools" / "known_files.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TOOL = load_tool()
+TOOL = load_script("tools/known_files.py", "known_files_tool")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
-import importlib.util
 import io
 import json
 import random
@@ -15,17 +14,10 @@ import zipfile
 
 import pytest
 
-from conftest import ROOT
+from conftest import load_script
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("cudnn_syntax_check", ROOT / "tools" / "cudnn_syntax_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TOOL = load_tool()
+TOOL = load_script("tools/cudnn_syntax_check.py", "cudnn_syntax_check")
 PREFIX = "nvidia/cudnn/include/"
 LIBRARY = random.Random(0).randbytes(2 << 20)  # incompressible
 HEADERS = {"cudnn_version.h": b"#define CUDNN_MAJOR 9\n", "sub/extra.hpp": b"// extra\n"}
