@@ -95,6 +95,18 @@ static __device__ inline ga_uint td_row(const td_index v, const ga_size N, int *
 %(row)s
 }
 
+/* Thread d of a tile's block (the tile's digits staged in shared memory) counts the
+   tile's keys whose digit is d: the counting step of td_rows_counts and td_digit_counts. */
+static __device__ inline void td_count_digit(const unsigned char *digits, const ga_uint length,
+                                             GLOBAL_MEM ga_uint *tile_counts, const ga_size n_tiles,
+                                             const ga_size tile) {
+  const ga_uint digit = LID_0;
+  ga_uint count = 0;
+  for (ga_uint j = 0; j < length; ++j)
+    count += (digits[j] == digit);
+  tile_counts[(ga_size)digit * n_tiles + tile] = count;
+}
+
 /* K <= RANK_MAX (scatter_kernel.py): the whole sort in one launch, one thread per position i.
    Its slot in the stable order is #{j : row_j < row_i} + #{j < i : row_j == row_i}
    (integer counts: the same in any order, and every slot is taken once). Every
@@ -172,11 +184,7 @@ KERNEL void td_rows_counts(const ga_size K, const ga_size N,
     digits[j] = (unsigned char)(row & (TD_RADIX - 1));
   }
   local_barrier();
-  const ga_uint digit = LID_0;
-  ga_uint count = 0;
-  for (ga_uint j = 0; j < length; ++j)
-    count += (digits[j] == digit);
-  tile_counts[(ga_size)digit * n_tiles + tile] = count;
+  td_count_digit(digits, length, tile_counts, n_tiles, tile);
   if (LID_0 == 0)
     tile_bad[tile] = smallest_bad;
 }
@@ -193,11 +201,7 @@ KERNEL void td_digit_counts(const ga_size K, const ga_uint shift,
   for (ga_uint j = LID_0; j < length; j += LDIM_0)
     digits[j] = (unsigned char)((keys[begin + j] >> shift) & (TD_RADIX - 1));
   local_barrier();
-  const ga_uint digit = LID_0;
-  ga_uint count = 0;
-  for (ga_uint j = 0; j < length; ++j)
-    count += (digits[j] == digit);
-  tile_counts[(ga_size)digit * n_tiles + tile] = count;
+  td_count_digit(digits, length, tile_counts, n_tiles, tile);
 }
 
 /* One block: counts[i] = counts[0] + ... + counts[i-1] (exact: integers).
