@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CACHE, SESSION_TABLES, download_sdist, pip_target, run_cli
+from conftest import CACHE, SESSION_TABLES, compile_bytecode, download_sdist, pip_target, run_cli
 
 CLIENTS = Path(__file__).resolve().parent / "clients"
 SEED, OTHER_SEED = 7, 8
@@ -68,14 +68,14 @@ def patched_theano(tmp_path_factory) -> Path:
                     ignore=shutil.ignore_patterns("__pycache__"))
     done = run_cli("patch", "--theano-dir", folder / "theano", "--no-config")
     assert done.returncode == 0, done.stderr
-    return folder
+    return compile_bytecode(folder)
 
 
 @pytest.fixture(scope="session")
 def library_folders() -> dict:
     """program -> the folder holding its library (installed or unpacked once, kept in CACHE)."""
-    keras_1 = download_sdist(*KERAS_1, CACHE / "clients" / "keras-1.2.2") / "Keras-1.2.2"
-    lasagne = download_sdist(*LASAGNE, CACHE / "clients" / "lasagne-0.1") / "Lasagne-0.1"
+    keras_1 = compile_bytecode(download_sdist(*KERAS_1, CACHE / "clients" / "keras-1.2.2") / "Keras-1.2.2")
+    lasagne = compile_bytecode(download_sdist(*LASAGNE, CACHE / "clients" / "lasagne-0.1") / "Lasagne-0.1")
     keras_2 = pip_target("keras-2.3.1", KERAS_2_REQUIREMENTS)
     return {"keras2_lstm.py": keras_2, "keras2_embedding.py": keras_2, "keras1_conv1d.py": keras_1,
             "lasagne_conv.py": lasagne, "theano_rnn.py": None}
