@@ -50,6 +50,16 @@ def isolated_home(tmp_path, monkeypatch):
     return home
 
 
+def module_env(home: Path, flags: str = "") -> dict:
+    """What isolated_home gives a test, for runs shared by a module (made before it applies):
+    HOME in `home`, no THEANORC or PYTHONHASHSEED, the shared compile cache, `flags` last."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {name: value for name, value in os.environ.items() if name not in ("THEANORC", "PYTHONHASHSEED")}
+    ours = f"base_compiledir={THEANO_COMPILEDIR},blas.ldflags=,{SPEED_FLAGS}"
+    env.update(HOME=str(home), THEANO_FLAGS=f"{ours},{flags}" if flags else ours)
+    return env
+
+
 def pip_target(name: str, requirements: str) -> Path:
     """A folder holding wheels installed with --no-deps from pinned, hashed `requirements`,
     installed once into CACHE/name and kept between runs (put it on PYTHONPATH)."""

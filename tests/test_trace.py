@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SPEED_FLAGS, THEANO_COMPILEDIR, run_cli
+from conftest import module_env, run_cli
 from theano_det.tracing import diff as trace_diff
 from theano_det.tracing import records as trace_format
 from theano_det.tracing import launch as trace_run
@@ -32,15 +32,6 @@ def line_of(path: Path, marker: str) -> str:
     return f"{path}:{number}"
 
 
-def theano_env(home: Path, flags: str = "") -> dict:
-    """The environment of conftest's isolated_home, for runs shared by a module."""
-    home.mkdir(parents=True, exist_ok=True)
-    env = {name: value for name, value in os.environ.items() if name not in ("THEANORC", "PYTHONHASHSEED")}
-    ours = f"base_compiledir={THEANO_COMPILEDIR},blas.ldflags=,{SPEED_FLAGS}"
-    env.update(HOME=str(home), THEANO_FLAGS=f"{ours},{flags}" if flags else ours)
-    return env
-
-
 class Runs:
     """Traces made on demand, once per module."""
 
@@ -52,7 +43,7 @@ class Runs:
         if name not in self.made:
             out = self.folder / f"{name}.trace"
             done = run_cli("trace", "--out", out, "--seed", seed, *options, "--", sys.executable, *script,
-                           env=theano_env(self.folder / "home", flags))
+                           env=module_env(self.folder / "home", flags))
             assert done.returncode == 0, done.stderr
             self.made[name] = (out, done)
         return self.made[name][0]
@@ -102,7 +93,7 @@ def test_tracing_changes_nothing_the_program_computes(runs):
     traced = runs.trace("dropout-1", MLP, "--dropout")
     assert traced.exists()
     done = run_cli("run", "--seed", 1, "--", sys.executable, MLP, "--dropout",
-                   env=theano_env(runs.folder / "home"))
+                   env=module_env(runs.folder / "home"))
     assert done.returncode == 0, done.stderr
     assert done.stdout == runs.stdout("dropout-1")
 
@@ -161,7 +152,7 @@ def test_a_killed_run_is_read_up_to_the_kill(runs, tmp_path):
     child = subprocess.Popen(
         [sys.executable, "-m", "theano_det", "trace", "--out", str(killed), "--seed", "1", "--calls", "all", "--",
          sys.executable, str(MLP), "--dropout", "--steps", "1000", "--sleep", "0.2"],
-        env=theano_env(runs.folder / "home"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=module_env(runs.folder / "home"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and child.poll() is None:

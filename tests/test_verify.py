@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import module_env, run_cli
 from theano_det.verification import comparison
 from theano_det.verification import verify
 from theano_det.errors import CannotRun
@@ -36,10 +36,19 @@ def verify_json(*args, env=None):
     return done, document
 
 
+@pytest.fixture(scope="module")
+def every_check(tmp_path_factory):
+    """(process, document, saved file) of one verify of every check, in float32 as on GPUs
+    (test_compare runs checks in Theano's default float64)."""
+    folder = tmp_path_factory.mktemp("verify-every-check")
+    saved = folder / "here.json"
+    done, document = verify_json("--save", saved, env=module_env(folder / "home", "floatX=float32"))
+    return done, document, saved
+
+
 @pytest.mark.slow
-def test_verify_runs_every_check_on_the_cpu(tmp_path):
-    saved = tmp_path / "here.json"
-    done, document = verify_json("--save", saved)
+def test_verify_runs_every_check_on_the_cpu(every_check):
+    done, document, saved = every_check
     assert done.returncode == 0, done.stderr
     assert document["status"] == "deterministic" and document["exit_code"] == 0
     assert document["gpu"] is None and "No GPU was tested" in document["gpu_note"]
@@ -322,12 +331,11 @@ def scan_c_loop_builds_here() -> bool:
 
 
 @pytest.mark.slow
-def test_the_recurrent_check_runs_scan_with_dropout_and_says_which_loop_ran():
-    env = dict(os.environ, THEANO_FLAGS=os.environ["THEANO_FLAGS"] + ",floatX=float32")
-    done, document = verify_json("--check", "rnn_dropout", env=env)
+def test_the_recurrent_check_runs_scan_with_dropout_and_says_which_loop_ran(every_check):
+    done, document, _ = every_check
     assert done.returncode == 0, done.stderr
-    (check,) = document["checks"]
-    assert check["name"] == "rnn_dropout" and check["dtype"] == "float32"
+    (check,) = [check for check in document["checks"] if check["name"] == "rnn_dropout"]
+    assert check["dtype"] == "float32"
     assert check["bitwise_stable"] is True and check["matches_reference"] is True, check
     assert check["key_ops"] == ["Scan", "mrg_uniform"] and check["findings"] == []
     # Theano caches scan's compiled loop by version only: one built by a patched copy of this
