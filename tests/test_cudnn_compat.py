@@ -239,11 +239,13 @@ def test_python_side_of_the_patched_dnn_module(release, release_copy):
         assert "cuDNN 8 removed" in patched["rnn"][version] and f"version {version}" in patched["rnn"][version]
 
 
-def syntax_check(package: Path, *only) -> dict:
+def syntax_check(package: Path, *only, cudnn=()) -> dict:
     command = [sys.executable, str(ROOT / "tools" / "cudnn_syntax_check.py"), "--theano-dir", str(package),
                "--cache", str(CACHE / "cudnn-syntax"), "--json"]
     for name in only:
         command += ["--only", name]
+    for name in cudnn:
+        command += ["--cudnn", name]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert done.returncode in (0, 1), done.stderr
     return json.loads(done.stdout)
@@ -266,8 +268,9 @@ def test_every_cudnn_op_of_the_patched_theano_compiles_against_cudnn_8_and_9(rel
         assert rnn["name"] == "rnn_desc" and "cuDNN 8 removed" in rnn["error"]
     assert report["ok"]
 
-    # The same check on the released sources fails where the H200 failed: it can tell.
-    released = syntax_check(release("1.0.5"), *CONV_OPS, "rnn_desc")
+    # The same check on the released sources fails where the H200 (cuDNN 9.14) failed: it can tell.
+    released = syntax_check(release("1.0.5"), *CONV_OPS, "rnn_desc", cudnn=["cudnn-9.14.0"])
+    assert [result["cudnn"] for result in released["results"]] == ["cudnn-9.14.0"]
     assert not released["ok"]
     for result in released["results"]:
         assert all(not op["ok"] for op in result["ops"])

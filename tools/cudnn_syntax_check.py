@@ -12,7 +12,7 @@ For each pinned cuDNN release this script
    first on the path);
 4. runs `g++ -fsyntax-only` on each unit with the arguments Theano would use.
 
-usage: python tools/cudnn_syntax_check.py --theano-dir DIR [--cache DIR] [--only OP] [--json]
+usage: python tools/cudnn_syntax_check.py --theano-dir DIR [--cache DIR] [--only OP] [--cudnn NAME] [--json]
 exit 0 when every op compiles against every cuDNN, 1 when one does not, 2 on bad usage,
 4 when a download or tool fails.
 """
@@ -68,13 +68,15 @@ def main(argv=None) -> int:
     parser.add_argument("--theano-dir", required=True, help="the `theano` package folder to check")
     parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="where downloads are kept (default: %(default)s)")
     parser.add_argument("--only", action="append", default=[], metavar="OP", help="check only this op (repeatable)")
+    parser.add_argument("--cudnn", action="append", default=[], choices=[name for name, *_ in CUDNN_WHEELS],
+                        help="check only against this cuDNN (repeatable; default: every one)")
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     args = parser.parse_args(argv)
     theano_dir = Path(args.theano_dir).resolve()
     if not (theano_dir / "gpuarray" / "c_code" / "dnn_conv_base.c").is_file():
         parser.error(f"{theano_dir} is not the `theano` package of a Theano 1.0.x (no gpuarray/c_code/dnn_conv_base.c)")
     try:
-        report = check(theano_dir, Path(args.cache), args.only)
+        report = check(theano_dir, Path(args.cache), args.only, args.cudnn)
     except ToolFailed as error:
         print(f"cudnn_syntax_check: {error}", file=sys.stderr)
         return 4
@@ -85,13 +87,15 @@ def main(argv=None) -> int:
     return 0 if report["ok"] else 1
 
 
-def check(theano_dir: Path, cache: Path, only: list) -> dict:
+def check(theano_dir: Path, cache: Path, only: list, cudnn: list = ()) -> dict:
     cache.mkdir(parents=True, exist_ok=True)
     cuda_dirs = [wheel_headers(cache, *wheel) for wheel in CUDA_WHEELS]
     debian = debian_packages(cache)
     site = mako_site(cache)
     results = []
     for name, *wheel in CUDNN_WHEELS:
+        if cudnn and name not in cudnn:
+            continue
         cudnn_dir = wheel_headers(cache, name, *wheel)
         version = cudnn_version(cudnn_dir)
         with tempfile.TemporaryDirectory(prefix="cudnn-ops-") as work:
