@@ -29,13 +29,6 @@ THEANO_COMPILEDIR = CACHE / "theano-compile"
 #   (about 1.7 ms each); modules nobody opened for a week (left by older flags or patches)
 #   are skipped instead of read, and Theano deletes them a week later (default: 24 days).
 SPEED_FLAGS = "compile.wait=1,gcc.cxxflags=-march=native,cmodule.age_thresh_use=604800"
-# Theano imports distutils, which setuptools (in every venv) replaces with its own copy by
-# default; that copy imports pkg_resources and setuptools: 0.2 s of the 0.8 s `import theano`
-# takes, in each of the hundreds of processes the tests start. Python 3.11 still has its
-# own distutils, and for what Theano asks of it (find_executable, the Python include and
-# library folders) the two answer the same. Set before the workers and their programs start.
-if sys.version_info < (3, 12):
-    os.environ.setdefault("SETUPTOOLS_USE_DISTUTILS", "stdlib")
 # pip's cache of the real HOME: the wheels tests build or download (Theano, numpy, Keras)
 # are reused between tests and runs, although every test gets its own HOME.
 PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip")

@@ -39,9 +39,9 @@ def run(*command, env=None, cwd=None, timeout=900):
 
 
 def host_env() -> dict:
-    """The caller's environment without the settings conftest gives every test."""
+    """The caller's environment without the Theano settings conftest gives every test."""
     env = dict(os.environ)
-    for name in ("THEANO_FLAGS", "THEANORC", "PYTHONHASHSEED", "SETUPTOOLS_USE_DISTUTILS"):
+    for name in ("THEANO_FLAGS", "THEANORC", "PYTHONHASHSEED"):
         env.pop(name, None)
     return env
 
