@@ -16,8 +16,6 @@ from filelock import FileLock
 
 from releases import CACHE, download_sdist, release_package  # noqa: F401 (download_sdist: for the tests)
 
-pytest_plugins = ["heaviest_first"]  # the order of the test files (tests/heaviest_first.py)
-
 ROOT = Path(__file__).resolve().parent.parent
 THEANO_COMPILEDIR = CACHE / "theano-compile"
 # Theano flags for speed alone, which change nothing the tests check:
