@@ -27,6 +27,9 @@ THEANO_COMPILEDIR = CACHE / "theano-compile"
 #   (about 1.7 ms each); modules nobody opened for a week (left by older flags or patches)
 #   are skipped instead of read, and Theano deletes them a week later (default: 24 days).
 SPEED_FLAGS = "compile.wait=1,gcc.cxxflags=-march=native,cmodule.age_thresh_use=604800"
+# Not determinism settings: a shared compile cache (speed) and no BLAS probing (numpy 1.23
+# wheels have no blas_opt_info, which Theano 1.0.5 asks for).
+TEST_FLAGS = f"base_compiledir={THEANO_COMPILEDIR},blas.ldflags=,{SPEED_FLAGS}"
 # pip's cache of the real HOME: the wheels tests build or download (Theano, numpy, Keras)
 # are reused between tests and runs, although every test gets its own HOME.
 PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip")
@@ -41,22 +44,19 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_CACHE_DIR", PIP_CACHE)
     monkeypatch.delenv("THEANORC", raising=False)
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)
-    # Not determinism settings: a shared compile cache (speed) and no BLAS probing
-    # (numpy 1.23 wheels have no blas_opt_info, which Theano 1.0.5 asks for). Flags
-    # already set (the GPU runner's device and library paths) stay; ours come last and win.
+    # Flags already set (the GPU runner's device and library paths) stay; ours come last and win.
     inherited = os.environ.get("THEANO_FLAGS", "")
-    ours = f"base_compiledir={THEANO_COMPILEDIR},blas.ldflags=,{SPEED_FLAGS}"
-    monkeypatch.setenv("THEANO_FLAGS", f"{inherited},{ours}" if inherited else ours)
+    monkeypatch.setenv("THEANO_FLAGS", f"{inherited},{TEST_FLAGS}" if inherited else TEST_FLAGS)
     return home
 
 
 def module_env(home: Path, flags: str = "") -> dict:
-    """What isolated_home gives a test, for runs shared by a module (made before it applies):
-    HOME in `home`, no THEANORC or PYTHONHASHSEED, the shared compile cache, `flags` last."""
+    """The environment of a run shared by a module (made before isolated_home applies): HOME
+    in `home`, no THEANORC or PYTHONHASHSEED, THEANO_FLAGS only TEST_FLAGS and `flags` (the
+    caller's own flags are not kept)."""
     home.mkdir(parents=True, exist_ok=True)
     env = {name: value for name, value in os.environ.items() if name not in ("THEANORC", "PYTHONHASHSEED")}
-    ours = f"base_compiledir={THEANO_COMPILEDIR},blas.ldflags=,{SPEED_FLAGS}"
-    env.update(HOME=str(home), THEANO_FLAGS=f"{ours},{flags}" if flags else ours)
+    env.update(HOME=str(home), THEANO_FLAGS=f"{TEST_FLAGS},{flags}" if flags else TEST_FLAGS)
     return env
 
 

@@ -26,9 +26,9 @@ PROBE = Path(__file__).with_name("scan_c_probe.py")
 # Theano's compiledir for patched copies of 1.0.5: never the shared one, where the
 # installed (unpatched) Theano 1.0.5 would find and use a scan module built from them.
 PATCHED_COMPILEDIR = CACHE / "theano-compile-patched"
-# Theano's own scan tests compile some 700 modules of their own. In the cache above, every
-# later process (each client's training) would read all their keys at its first compile
-# (3 s each); in a cache of their own, nobody else pays for them.
+# Theano's own scan tests compile some 140 modules nothing else uses. In the cache above,
+# every later process (each client's training) would read all their keys at its first
+# compile; in a cache of their own, nobody else pays for them.
 SCAN_TESTS_COMPILEDIR = CACHE / "theano-compile-scan-tests"
 # What Theano's scan_perform_ext.py defines when it compiles the file (numpy >= 1.7).
 NUMPY_DEFINES = [f"-DNPY_{name}=NPY_ARRAY_{name}" for name in
