@@ -60,6 +60,43 @@ def module_env(home: Path, flags: str = "") -> dict:
     return env
 
 
+# The compile cache of patched copies of Theano, apart from the shared one: Theano keys scan's
+# compiled C loop by its version alone, so a loop built from a patched scan_perform.c in the
+# shared cache would be picked up by the unpatched Theano of every other test.
+PATCHED_COMPILEDIR = CACHE / "theano-compile-patched"
+
+
+@pytest.fixture(scope="session")
+def patched_theano(tmp_path_factory) -> Path:
+    """A folder holding a copy of the test venv's Theano, patched by `theano-det patch` as
+    users' and the Docker image's are (put it first on PYTHONPATH)."""
+    import importlib.util
+
+    installed = importlib.util.find_spec("theano").submodule_search_locations[0]  # not imported here
+    folder = tmp_path_factory.mktemp("patched-theano")
+    shutil.copytree(installed, folder / "theano", ignore=shutil.ignore_patterns("__pycache__"))
+    done = run_cli("patch", "--theano-dir", folder / "theano", "--no-config")
+    assert done.returncode == 0, done.stderr
+    return compile_bytecode(folder)
+
+
+def on_patched_theano(env: dict, patched: Path, *more_path: Path) -> dict:
+    """`env` for a program run on the patched copy `patched`: it (then `more_path`) first on
+    PYTHONPATH, and the patched copies' compile cache. Its compat patches let a process reuse
+    what an earlier one compiled; the venv's unpatched Theano 1.0.5 compiles some modules
+    again in every process (seconds each)."""
+    path = [str(patched), *map(str, more_path)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    flags = f"{env.get('THEANO_FLAGS', '')},base_compiledir={PATCHED_COMPILEDIR}".lstrip(",")
+    return dict(env, PYTHONPATH=os.pathsep.join(path), THEANO_FLAGS=flags)
+
+
+@pytest.fixture
+def patched_environ(patched_theano, monkeypatch):
+    """The test's processes, started with os.environ, run their programs on the patched copy."""
+    for name, value in on_patched_theano(dict(os.environ), patched_theano).items():
+        monkeypatch.setenv(name, value)
+
+
 def pip_target(name: str, requirements: str) -> Path:
     """A folder holding wheels installed with --no-deps from pinned, hashed `requirements`,
     installed once into CACHE/name and kept between runs (put it on PYTHONPATH)."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CACHE, SESSION_TABLES, compile_bytecode, download_sdist, pip_target, run_cli
+from conftest import CACHE, SESSION_TABLES, compile_bytecode, download_sdist, on_patched_theano, pip_target, run_cli
 
 CLIENTS = Path(__file__).resolve().parent / "clients"
 SEED, OTHER_SEED = 7, 8
@@ -57,21 +57,6 @@ MATRIX = [
 
 
 @pytest.fixture(scope="session")
-def patched_theano(tmp_path_factory) -> Path:
-    """A folder holding a copy of the test venv's Theano, patched by `theano-det patch`."""
-    import importlib.util
-    import shutil
-
-    installed = importlib.util.find_spec("theano").submodule_search_locations[0]  # not imported here
-    folder = tmp_path_factory.mktemp("patched-theano")
-    shutil.copytree(installed, folder / "theano",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    done = run_cli("patch", "--theano-dir", folder / "theano", "--no-config")
-    assert done.returncode == 0, done.stderr
-    return compile_bytecode(folder)
-
-
-@pytest.fixture(scope="session")
 def library_folders() -> dict:
     """program -> the folder holding its library (installed or unpacked once, kept in CACHE)."""
     keras_1 = compile_bytecode(download_sdist(*KERAS_1, CACHE / "clients" / "keras-1.2.2") / "Keras-1.2.2")
@@ -81,16 +66,8 @@ def library_folders() -> dict:
             "lasagne_conv.py": lasagne, "theano_rnn.py": None}
 
 
-# The patched copy compiles into a cache of its own: Theano keys scan's compiled C loop by
-# its version alone, so a loop built from a patched scan_perform.c in the shared cache would
-# be picked up by the unpatched Theano of every other test.
-PATCHED_COMPILEDIR = CACHE / "theano-compile-patched"
-
-
 def client_env(client: Client, library: Path | None, patched_theano: Path) -> dict:
-    path = [str(patched_theano)] + ([str(library)] if library else [])
-    flags = f"{os.environ.get('THEANO_FLAGS', '')},base_compiledir={PATCHED_COMPILEDIR}"
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(path), THEANO_FLAGS=flags, **client.env)
+    return on_patched_theano(dict(os.environ, **client.env), patched_theano, *filter(None, [library]))
 
 
 def train(client: Client, env: dict, seed: int) -> tuple:
@@ -172,7 +149,7 @@ def test_seed_all_under_run_shares_the_bootstraps_state_and_reports_keras(librar
 
 
 @pytest.mark.slow
-def test_audit_takes_keras_train_functions(library_folders):
+def test_audit_takes_keras_train_functions(library_folders, patched_theano):
     """Keras 2's model.train_function and Keras 1's model.model.train_function keep the
     compiled function at `.function`; audit takes them as they are."""
     program = ("import numpy as np, theano_det\n"
@@ -184,7 +161,7 @@ def test_audit_takes_keras_train_functions(library_folders):
                "inner._make_train_function()\n"
                "print(type(inner.train_function).__name__, theano_det.audit(inner.train_function, strict=True))\n")
     for program_name in ("keras2_embedding.py", "keras1_conv1d.py"):
-        env = dict(os.environ, PYTHONPATH=str(library_folders[program_name]), KERAS_BACKEND="theano")
+        env = on_patched_theano(dict(os.environ, KERAS_BACKEND="theano"), patched_theano, library_folders[program_name])
         done = run_cli("run", "--", sys.executable, "-c", program, env=env)
         assert done.returncode == 0, done.stderr
         assert done.stdout.split()[-2:] == ["Function", "[]"], done.stdout

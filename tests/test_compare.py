@@ -5,23 +5,21 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import sys
 import subprocess
 
 import pytest
 
-from conftest import SPEED_FLAGS, THEANO_COMPILEDIR, run_cli
+from conftest import module_env, on_patched_theano, run_cli
 from theano_det.verification import comparison
 
 CHECKS = ("--check", "mrg_uniform", "--check", "maxpool2d")  # two quick checks
 
 
-def saved_document(folder, name, flags=""):
+def saved_document(folder, name, patched_theano, flags=""):
+    """A verify document made by a run on the patched copy of the venv's Theano."""
     path = folder / name
-    env = dict(os.environ, HOME=str(folder),
-               THEANO_FLAGS=f"base_compiledir={THEANO_COMPILEDIR},{SPEED_FLAGS},blas.ldflags={flags}")
-    env.pop("THEANORC", None)
+    env = on_patched_theano(module_env(folder / "home", flags), patched_theano)
     done = subprocess.run([sys.executable, "-m", "theano_det", "verify", "--repeat", "2", *CHECKS,
                            "--save", str(path)], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -29,11 +27,12 @@ def saved_document(folder, name, flags=""):
 
 
 @pytest.fixture(scope="module")
-def real(tmp_path_factory):
+def real(tmp_path_factory, patched_theano):
     """Two runs of verify on this machine (Theano's default floatX, float64), and one in float32."""
     folder = tmp_path_factory.mktemp("fleet")
-    return {"a": saved_document(folder, "a.json"), "b": saved_document(folder, "b.json"),
-            "float32": saved_document(folder, "f32.json", ",floatX=float32")}
+    return {"a": saved_document(folder, "a.json", patched_theano),
+            "b": saved_document(folder, "b.json", patched_theano),
+            "float32": saved_document(folder, "f32.json", patched_theano, "floatX=float32")}
 
 
 def on_gpu(document, name="NVIDIA H200", architecture="sm_90", cudnn="9.1.0", runtime="12.4"):

@@ -12,12 +12,16 @@ import pytest
 
 from theano_det.seeding.in_process import check_seed
 
+# Every program here runs on the patched copy of the venv's Theano (conftest.on_patched_theano).
+pytestmark = pytest.mark.usefixtures("patched_environ")
+
 PROGRAMS = Path(__file__).resolve().parent / "seeding_programs"
 PROBE = PROGRAMS / "seed_all_probe.py"
 
 
 def python(*args, env_extra=None, cwd=None):
-    env = dict(os.environ, PYTHONPATH=str(PROGRAMS), **(env_extra or {}))
+    path = [str(PROGRAMS)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path), **(env_extra or {}))
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=600)
 

@@ -1,7 +1,9 @@
 """`theano-det trace` and `theano-det diff` on real Theano 1.0.5 runs (CPU).
 
 The traced programs are in trace_programs/. Each run costs seconds of Theano
-start-up and compilation, so the runs are made once per module and shared.
+start-up and compilation, so the runs are made once per module and shared. They run
+on the patched copy of the venv's Theano (conftest.on_patched_theano), as users'
+programs run after `patch`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import module_env, run_cli
+from conftest import module_env, on_patched_theano, run_cli
 from theano_det.tracing import diff as trace_diff
 from theano_det.tracing import records as trace_format
 from theano_det.tracing import launch as trace_run
@@ -35,15 +37,19 @@ def line_of(path: Path, marker: str) -> str:
 class Runs:
     """Traces made on demand, once per module."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, patched_theano: Path):
         self.folder = folder
+        self.patched_theano = patched_theano
         self.made = {}
+
+    def env(self, flags="") -> dict:
+        return on_patched_theano(module_env(self.folder / "home", flags), self.patched_theano)
 
     def trace(self, name, *script, seed=1, options=(), flags=""):
         if name not in self.made:
             out = self.folder / f"{name}.trace"
             done = run_cli("trace", "--out", out, "--seed", seed, *options, "--", sys.executable, *script,
-                           env=module_env(self.folder / "home", flags))
+                           env=self.env(flags))
             assert done.returncode == 0, done.stderr
             self.made[name] = (out, done)
         return self.made[name][0]
@@ -53,8 +59,8 @@ class Runs:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return Runs(tmp_path_factory.mktemp("traces"))
+def runs(tmp_path_factory, patched_theano):
+    return Runs(tmp_path_factory.mktemp("traces"), patched_theano)
 
 
 def diff(*args):
@@ -93,7 +99,7 @@ def test_tracing_changes_nothing_the_program_computes(runs):
     traced = runs.trace("dropout-1", MLP, "--dropout")
     assert traced.exists()
     done = run_cli("run", "--seed", 1, "--", sys.executable, MLP, "--dropout",
-                   env=module_env(runs.folder / "home"))
+                   env=runs.env())
     assert done.returncode == 0, done.stderr
     assert done.stdout == runs.stdout("dropout-1")
 
@@ -152,7 +158,7 @@ def test_a_killed_run_is_read_up_to_the_kill(runs, tmp_path):
     child = subprocess.Popen(
         [sys.executable, "-m", "theano_det", "trace", "--out", str(killed), "--seed", "1", "--calls", "all", "--",
          sys.executable, str(MLP), "--dropout", "--steps", "1000", "--sleep", "0.2"],
-        env=module_env(runs.folder / "home"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=runs.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and child.poll() is None:
@@ -278,8 +284,8 @@ def keras_site() -> Path:
 
 
 @pytest.mark.slow
-def test_a_keras_model_traced_with_runs_shims_is_identical_run_to_run(keras_site, tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(keras_site), KERAS_BACKEND="theano")
+def test_a_keras_model_traced_with_runs_shims_is_identical_run_to_run(keras_site, patched_theano, tmp_path):
+    env = on_patched_theano(dict(os.environ, KERAS_BACKEND="theano"), patched_theano, keras_site)
     traces = []
     for name in ("a", "b"):
         out = tmp_path / f"keras-{name}.trace"

@@ -1,7 +1,9 @@
 """`theano-det verify` on this machine's CPU with the test environment's Theano 1.0.5.
 
 The probe runs in a subprocess, as for users; its pure parts (status, cuDNN checks,
-comparison) are also tested in process.
+comparison) are also tested in process. Most runs use a patched copy of the venv's Theano,
+as users run verify after `patch` (its compat patches keep what one process compiled for
+the next); one runs on the venv's unpatched Theano.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import module_env, run_cli
+from conftest import module_env, on_patched_theano, run_cli
 from theano_det.verification import comparison
 from theano_det.verification import verify
 from theano_det.errors import CannotRun
@@ -37,12 +39,13 @@ def verify_json(*args, env=None):
 
 
 @pytest.fixture(scope="module")
-def every_check(tmp_path_factory):
+def every_check(tmp_path_factory, patched_theano):
     """(process, document, saved file) of one verify of every check, in float32 as on GPUs
     (test_compare runs checks in Theano's default float64)."""
     folder = tmp_path_factory.mktemp("verify-every-check")
     saved = folder / "here.json"
-    done, document = verify_json("--save", saved, env=module_env(folder / "home", "floatX=float32"))
+    env = on_patched_theano(module_env(folder / "home", "floatX=float32"), patched_theano)
+    done, document = verify_json("--save", saved, env=env)
     return done, document, saved
 
 
@@ -73,7 +76,8 @@ def test_verify_runs_every_check_on_the_cpu(every_check):
 
 def test_verify_under_run_is_not_reseeded_by_runs_bootstrap():
     """run's bootstrap reseeds streams by where they are made; the probe's check and its
-    float64 reference must still draw from the same seed (they did not: exit 1)."""
+    float64 reference must still draw from the same seed (they did not: exit 1). On the
+    venv's unpatched Theano."""
     env = dict(os.environ, THEANO_FLAGS=os.environ["THEANO_FLAGS"] + ",floatX=float32")
     done = subprocess.run([sys.executable, "-m", "theano_det", "run", "--seed", "3", "--",
                            sys.executable, "-m", "theano_det", "verify", "--json", "--repeat", "2", *FAST_CHECK],
@@ -83,6 +87,7 @@ def test_verify_under_run_is_not_reseeded_by_runs_bootstrap():
     assert check["matches_reference"] is True
 
 
+@pytest.mark.usefixtures("patched_environ")
 def test_verify_compare_says_whether_outputs_are_reproduced(tmp_path):
     saved = tmp_path / "there.json"
     done, document = verify_json(*FAST_CHECK, "--save", saved)
@@ -107,6 +112,7 @@ def test_verify_compare_says_whether_outputs_are_reproduced(tmp_path):
     ("nondeterministic", "bitwise_stable"),
     ("wrong", "matches_reference"),
 ])
+@pytest.mark.usefixtures("patched_environ")
 def test_an_injected_fault_makes_verify_fail(monkeypatch, selftest, failing):
     monkeypatch.setenv(verify_probe.SELFTEST_VARIABLE, selftest)
     done, document = verify_json(*FAST_CHECK)
@@ -172,6 +178,7 @@ def test_bad_inputs_get_a_message_and_their_exit_code(tmp_path):
     assert done.returncode == 3 and "not a verify document" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.usefixtures("patched_environ")
 def test_a_save_file_that_cannot_be_written_is_refused_without_a_traceback():
     # /proc exists and is a folder, but no file can be created in it (not even by root)
     done = run_cli("verify", "--repeat", "2", *FAST_CHECK, "--save", "/proc/theano-det-verify.json")
