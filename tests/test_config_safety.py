@@ -6,7 +6,6 @@ found on the landed code.
 
 from __future__ import annotations
 
-import configparser
 import hashlib
 import json
 import os
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import ROOT, run_cli
+from conftest import ROOT
 from test_bad_inputs import assert_clean_refusal
 from test_patch_releases import tree_hashes
 from test_theanorc import REALISTIC

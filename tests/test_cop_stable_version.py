@@ -12,7 +12,7 @@ import pytest
 
 from compile_count import kept_modules, logging_cxx, run_probe
 from conftest import run_cli
-from releases import COP_STABLE_VERSION_FILES, RELEASES
+from releases import COP_STABLE_VERSION_FILES
 from theano_det import operations
 from theano_det.patching import catalog
 from theano_det.patching.transforms import anchored_text

@@ -13,12 +13,11 @@ import numpy
 import numpy.distutils.__config__ as numpy_build_config
 import pytest
 
-from conftest import CACHE, SPEED_FLAGS, run_cli
+from conftest import PATCHED_COMPILEDIR, SPEED_FLAGS, run_cli
 from releases import NUMPY_WHEEL_BLAS_RELEASES
 from theano_det import operations
 from theano_det.target import describe_package
 
-PATCHED_COMPILEDIR = CACHE / "theano-compile-patched"  # never the shared one (see test_scan_compat)
 WHEEL_WITHOUT_BLAS_OPT_INFO = not hasattr(numpy_build_config, "blas_opt_info")
 
 GEMM_PROBE = """

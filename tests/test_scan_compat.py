@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy
 import pytest
 
-from conftest import CACHE, SPEED_FLAGS, run_cli
+from conftest import CACHE, PATCHED_COMPILEDIR, SPEED_FLAGS, run_cli
 from releases import SCAN_PY311_FILES
 from theano_det import operations
 from theano_det.target import describe_package
@@ -23,9 +23,6 @@ SCAN_PATCHES = {"scan-py311", "scan-py311-cython025"}
 # One release per Cython that generated a scan_perform.c we patch.
 VARIANTS = {"0.9.0": "0.25.2", "1.0.5": "0.28.5", "pymc-1.1.2": "0.29.21"}
 PROBE = Path(__file__).with_name("scan_c_probe.py")
-# Theano's compiledir for patched copies of 1.0.5: never the shared one, where the
-# installed (unpatched) Theano 1.0.5 would find and use a scan module built from them.
-PATCHED_COMPILEDIR = CACHE / "theano-compile-patched"
 # Theano's own scan tests compile some 140 modules nothing else uses. In the cache above,
 # every later process (each client's training) would read all their keys at its first
 # compile; in a cache of their own, nobody else pays for them.
