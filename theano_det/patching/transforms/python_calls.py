@@ -15,9 +15,10 @@ byte; a Python 2 file (which libcst cannot parse) goes to the token-level twin i
 
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from theano_det.patching.transforms import Result, Site, python_tokens, sorted_sites, unreadable
 
@@ -32,27 +33,45 @@ def apply(source: bytes, options: dict) -> Result:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError:
         return python_tokens.apply(source, options)
-    bindings = ModuleBindings(suffix)
-    module.visit(bindings)
-    renamer = CallRenamer(suffix, bindings.names, bindings.attributes)
-    # The module was parsed here and is used once: no need for the wrapper's defensive deep copy.
-    new_module = MetadataWrapper(module, unsafe_skip_copy=True).visit(renamer)
-    applied = bindings.suffixed and not renamer.sites and not renamer.skipped
-    return Result(new_module.bytes, sorted_sites(renamer.sites), sorted_sites(renamer.skipped), "libcst",
+    finder = CallSites(suffix, unused_marker(source))
+    # One pass: each suffixed call name becomes a marker, decided on once the whole module's
+    # bindings are known. The markers' places in the generated text give the sites' lines
+    # and columns (libcst's PositionProvider would cost more than parsing the module).
+    marked = module.visit(finder)
+    code, sites, skipped = finder.resolve(marked.code)
+    applied = finder.suffixed and not sites and not skipped
+    return Result(code.encode(module.encoding), sorted_sites(sites), sorted_sites(skipped), "libcst",
                   already_applied=applied)
 
 
-class ModuleBindings(cst.CSTVisitor):
-    """Names bound at module level, every attribute name used anywhere, and whether a
-    name with the suffix occurs at all (the patched file still imports and registers it)."""
+def unused_marker(source: bytes) -> str:
+    """An identifier prefix that occurs nowhere in `source`."""
+    marker = "_theano_det_site_"
+    while marker.encode() in source:
+        marker += "x_"
+    return marker
 
-    def __init__(self, suffix: str):
+
+class CallSites(cst.CSTTransformer):
+    """Finds the calls of suffixed names and what the module binds:
+
+    - names bound at module level (outside def and class bodies), every attribute name
+      used anywhere, and whether a name with the suffix occurs at all (the patched file
+      still imports and registers it);
+    - each call of `X<suffix>(...)` or `obj.X<suffix>(...)`, whose name is replaced by a
+      marker numbered in the order the calls are left."""
+
+    def __init__(self, suffix: str, marker: str):
         super().__init__()
         self.suffix = suffix
+        self.marker = marker
         self.names: set = set()
         self.attributes: set = set()
         self.suffixed = False
         self.depth = 0  # > 0 inside a def or class body
+        self.calls: list = []  # (old name, new name, is an attribute), by marker number
+
+    # --- what the module binds ---
 
     def visit_Name(self, node: cst.Name) -> None:
         self.suffixed = self.suffixed or (node.value.endswith(self.suffix) and node.value != self.suffix)
@@ -65,15 +84,17 @@ class ModuleBindings(cst.CSTVisitor):
         self.bind(node.name.value)
         self.depth += 1
 
-    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
         self.depth -= 1
+        return updated
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self.bind(node.name.value)
         self.depth += 1
 
-    def leave_ClassDef(self, node: cst.ClassDef) -> None:
+    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         self.depth -= 1
+        return updated
 
     def visit_Import(self, node: cst.Import) -> None:
         for alias in node.names:
@@ -97,41 +118,45 @@ class ModuleBindings(cst.CSTVisitor):
     def visit_Attribute(self, node: cst.Attribute) -> None:
         self.attributes.add(node.attr.value)
 
-
-class CallRenamer(cst.CSTTransformer):
-    METADATA_DEPENDENCIES = (PositionProvider,)
-
-    def __init__(self, suffix: str, names: set, attributes: set):
-        super().__init__()
-        self.suffix = suffix
-        self.names = names
-        self.attributes = attributes
-        self.sites: list = []
-        self.skipped: list = []
+    # --- the calls ---
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
         func = updated.func
         if isinstance(func, cst.Name):
-            name_node, available = func, self.names
-            where = "bound at module level"
+            name_node = func
         elif isinstance(func, cst.Attribute):
-            name_node, available = func.attr, self.attributes
-            where = "used as an attribute in the module"
+            name_node = func.attr
         else:
             return updated
         old = name_node.value
         if not old.endswith(self.suffix) or old == self.suffix:
             return updated
-        new = old[: -len(self.suffix)]
-        position = self.get_metadata(PositionProvider, original.func)
-        if isinstance(func, cst.Attribute):
-            position = self.get_metadata(PositionProvider, original.func.attr)
-        line, column = position.start.line, position.start.column
-        if new not in available:
-            self.skipped.append(Site(line, column, old, new, f"{new} is not {where}"))
-            return updated
-        self.sites.append(Site(line, column, old, new))
-        renamed = name_node.with_changes(value=new)
+        marked = name_node.with_changes(value=f"{self.marker}{len(self.calls)}")
+        self.calls.append((old, old[: -len(self.suffix)], isinstance(func, cst.Attribute)))
         if isinstance(func, cst.Name):
-            return updated.with_changes(func=renamed)
-        return updated.with_changes(func=func.with_changes(attr=renamed))
+            return updated.with_changes(func=marked)
+        return updated.with_changes(func=func.with_changes(attr=marked))
+
+    def resolve(self, code: str) -> tuple:
+        """(code, sites, skipped): each marker in `code` replaced by the new name where it is
+        available, else by the old one, with the line and column the old name had."""
+        sites, skipped = [], []
+        line, line_start, shift = 1, 0, 0  # shift: how much longer the markers before it on its line are
+        newlines = re.compile(r"\r\n|\r|\n")
+
+        def replace(match: re.Match) -> str:
+            nonlocal line, line_start, shift
+            for newline in newlines.finditer(code, line_start, match.start()):
+                line, line_start, shift = line + 1, newline.end(), 0
+            old, new, attribute = self.calls[int(match.group(1))]
+            column = match.start() - line_start - shift
+            shift += len(match.group(0)) - len(old)
+            if new in (self.attributes if attribute else self.names):
+                sites.append(Site(line, column, old, new))
+                return new
+            where = "used as an attribute in the module" if attribute else "bound at module level"
+            skipped.append(Site(line, column, old, new, f"{new} is not {where}"))
+            return old
+
+        code = re.sub(re.escape(self.marker) + r"(\d+)", replace, code)
+        return code, sites, skipped
