@@ -100,6 +100,19 @@ def test_line_endings_and_bytes_outside_sites_are_kept():
         assert result.source == source.replace(b"Op_dev20()", b"Op()")
 
 
+def test_sites_on_one_line_after_other_text_get_their_own_columns():
+    # the libcst front end finds lines and columns in its output, not with PositionProvider
+    source = ("from m import Op, Op_dev20\r\n"
+              "s = 'é'; x = Op_dev20(Op_dev20(1)) + m.Op_dev20()  # Op_dev20()\r"
+              "_theano_det_site_0 = Op_dev20(_theano_det_site_0)\n").encode()
+    results = [front_end.apply(source, OPTIONS) for front_end in (python_calls, python_tokens)]
+    assert results[0] == results[1].__class__(**{**vars(results[1]), "parser": "libcst"})
+    assert [(site.line, site.column) for site in results[0].sites] == [(2, 13), (2, 22), (3, 21)]
+    assert [(site.line, site.column, site.old) for site in results[0].skipped] == [(2, 39, "Op_dev20")]
+    assert results[0].source == source.replace(b"Op_dev20(", b"Op(").replace(b"m.Op(", b"m.Op_dev20(") \
+        .replace(b"# Op(", b"# Op_dev20(")
+
+
 def test_python2_source_goes_to_the_token_twin():
     source = b"""\
 from basic_ops import GpuOp, GpuOp_dev20
