@@ -17,6 +17,11 @@ from filelock import FileLock
 from releases import CACHE, download_sdist, release_package  # noqa: F401 (download_sdist: for the tests)
 
 ROOT = Path(__file__).resolve().parent.parent
+# pytest keeps the test modules it rewrites for its assertions in tests/__pycache__, but
+# writes none where PYTHONDONTWRITEBYTECODE is set: every worker then rewrote every test
+# module again in every run (3 s each). The test modules imported after this line are
+# written once; the processes the tests start still see the variable.
+sys.dont_write_bytecode = False
 THEANO_COMPILEDIR = CACHE / "theano-compile"
 # Theano flags for speed alone, which change nothing the tests check:
 # - Theano sleeps compile.wait to 2 x compile.wait seconds (default 5) whenever another
