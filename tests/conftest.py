@@ -85,14 +85,19 @@ def patched_theano(tmp_path_factory) -> Path:
     return compile_bytecode(folder)
 
 
+def first_on_pythonpath(env: dict, *folders) -> dict:
+    """`env` with `folders` first on PYTHONPATH, before the entries it already has."""
+    path = [str(folder) for folder in folders] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    return dict(env, PYTHONPATH=os.pathsep.join(path))
+
+
 def on_patched_theano(env: dict, patched: Path, *more_path: Path) -> dict:
     """`env` for a program run on the patched copy `patched`: it (then `more_path`) first on
     PYTHONPATH, and the patched copies' compile cache. Its compat patches let a process reuse
     what an earlier one compiled; the venv's unpatched Theano 1.0.5 compiles some modules
     again in every process (seconds each)."""
-    path = [str(patched), *map(str, more_path)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     flags = f"{env.get('THEANO_FLAGS', '')},base_compiledir={PATCHED_COMPILEDIR}".lstrip(",")
-    return dict(env, PYTHONPATH=os.pathsep.join(path), THEANO_FLAGS=flags)
+    return first_on_pythonpath(dict(env, THEANO_FLAGS=flags), patched, *more_path)
 
 
 @pytest.fixture

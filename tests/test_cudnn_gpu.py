@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import THEANO_COMPILEDIR, run_cli
+from conftest import THEANO_COMPILEDIR, first_on_pythonpath, run_cli
 
 pytestmark = pytest.mark.gpu
 
@@ -41,8 +41,7 @@ def patched_theano(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def probe(patched_theano) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(patched_theano.parent), env.get("PYTHONPATH")]))
+    env = first_on_pythonpath(dict(os.environ), patched_theano.parent)
     # The device's flags come after the default compile folder, so that one set there wins.
     env["THEANO_FLAGS"] = ",".join(filter(None, [f"base_compiledir={THEANO_COMPILEDIR}", DEVICE_FLAGS,
                                                  "floatX=float32", "dnn.enabled=True"]))

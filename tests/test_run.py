@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import first_on_pythonpath, run_cli
 from theano_det.seeding import runner
 
 PROGRAMS = Path(__file__).resolve().parent / "seeding_programs"
@@ -19,8 +19,7 @@ SOURCES = PROGRAMS / "rng_sources.py"
 
 def with_programs(**extra) -> dict:
     """The test environment with the Lasagne stand-in importable (first on PYTHONPATH)."""
-    path = [str(PROGRAMS)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(path), **extra)
+    return first_on_pythonpath(dict(os.environ, **extra), PROGRAMS)
 
 
 def draws(*run_args, script_args=()) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import first_on_pythonpath
 from theano_det.seeding.in_process import check_seed
 
 # Every program here runs on the patched copy of the venv's Theano (conftest.on_patched_theano).
@@ -20,8 +21,7 @@ PROBE = PROGRAMS / "seed_all_probe.py"
 
 
 def python(*args, env_extra=None, cwd=None):
-    path = [str(PROGRAMS)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path), **(env_extra or {}))
+    env = first_on_pythonpath(dict(os.environ, **(env_extra or {})), PROGRAMS)
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=600)
 

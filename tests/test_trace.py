@@ -138,8 +138,8 @@ def test_a_one_ulp_op_is_the_origin_with_the_line_that_applied_it(runs):
 
 
 def test_a_divergence_inside_scan_is_located_in_its_inner_graph(runs):
-    # linker=py: on Python 3.11, Theano 1.0.5's C scan (scan_perform) does not compile;
-    # the py linker runs scan's Python loop, which calls the inner function the same way.
+    # linker=py: scan's Python loop, as on an unpatched Theano 1.0.5 on Python 3.11, whose
+    # C loop (scan_perform) does not compile; it calls the inner function the same way.
     first = runs.trace("scan-a", SCAN, "--spoil", flags="linker=py")
     second = runs.trace("scan-b", SCAN, "--spoil", flags="linker=py")
     code, report = diff_json(first, second)
