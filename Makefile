@@ -15,12 +15,13 @@ $(STAMP): setup.cfg setup.py
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[theano,test]'
 	touch $(STAMP)
 
-# Test files run in parallel, each file in one worker (its module fixtures are built once).
+# Test files run in parallel, each file in one worker (its module fixtures are built once),
+# longest first as the last run timed them (tests/longest_first.py; xdist would sort by test count).
 # Bytecode is compiled first: the tests start theano-det in hundreds of fresh processes,
 # which cannot write it where PYTHONDONTWRITEBYTECODE is set.
 test: $(STAMP)
 	$(BIN)/python -m compileall -q theano_det
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 # The checks that need the CUDA libraries themselves (1.4 GB of wheels, cached in
 # ~/.cache/theano-det-tests/cuda-wheels): the image's runtime loads them by name. CI runs it after `test`.

@@ -16,6 +16,9 @@ from filelock import FileLock
 
 from releases import CACHE, download_sdist, release_package  # noqa: F401 (download_sdist: for the tests)
 
+# longest_first: test files start longest first (tests/longest_first.py); pytester: its tests
+pytest_plugins = ["longest_first", "pytester"]
+
 ROOT = Path(__file__).resolve().parent.parent
 # pytest keeps the test modules it rewrites for its assertions in tests/__pycache__, but
 # writes none where PYTHONDONTWRITEBYTECODE is set: every worker then rewrote every test
