@@ -12,8 +12,8 @@ from longest_first import CACHE_KEY
 TESTS = Path(__file__).resolve().parent
 FILES = {
     "test_quick": "def test_one():\n    pass\n\ndef test_two():\n    pass\n",
-    "test_slow": "import time\n\ndef test_first():\n    time.sleep(0.3)\n\ndef test_second():\n    pass\n",
-    "test_middle": "import time\n\ndef test_only():\n    time.sleep(0.1)\n",
+    "test_slow": "import time\n\ndef test_first():\n    time.sleep(0.2)\n\ndef test_second():\n    pass\n",
+    "test_middle": "import time\n\ndef test_only():\n    time.sleep(0.05)\n",
 }
 
 
@@ -46,7 +46,7 @@ def test_a_run_records_each_file_and_the_next_collects_the_longest_first(pyteste
     pytester.runpytest().assert_outcomes(passed=5)
     seconds = record(pytester)
     assert set(seconds) == {"test_quick.py", "test_slow.py", "test_middle.py"}
-    assert seconds["test_slow.py"] >= 0.3 and 0.1 <= seconds["test_middle.py"] < 0.3
+    assert seconds["test_slow.py"] >= 0.2 and 0.05 <= seconds["test_middle.py"] < 0.2
     assert collected(pytester) == [
         "test_slow.py::test_first", "test_slow.py::test_second",
         "test_middle.py::test_only",
@@ -72,4 +72,4 @@ def test_under_xdist_the_controller_records_every_files_time(pytester, monkeypat
     result.assert_outcomes(passed=5)
     seconds = record(pytester)
     assert set(seconds) == {"test_quick.py", "test_slow.py", "test_middle.py"}
-    assert seconds["test_slow.py"] >= 0.3
+    assert seconds["test_slow.py"] >= 0.2
