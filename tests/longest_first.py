@@ -6,7 +6,7 @@ last (the client matrix takes over a minute) keeps one worker busy while the oth
 waits. Each run records how long every file took in pytest's cache (.pytest_cache);
 the next run collects the files longest first (the longest-processing-time rule). The
 tests inside a file keep their order. Without a record (a fresh clone, or
-`-p no:cacheprovider`) the order is pytest's own.
+`-p no:cacheprovider`) the files with the most tests go first, as xdist orders them.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ def test_file(nodeid: str) -> str:
 def pytest_collection_modifyitems(config, items):
     cache = getattr(config, "cache", None)
     seconds = cache.get(CACHE_KEY, {}) if cache is not None else {}
-    if seconds:
-        # sort is stable: each file's tests stay together and in order
-        items.sort(key=lambda item: -seconds.get(test_file(item.nodeid), 0.0))
+    tests = collections.Counter(test_file(item.nodeid) for item in items)
+    # Files the record lacks (all of them in a fresh clone) go after, by their number of tests,
+    # as xdist would order them. sort is stable: each file's tests stay together and in order.
+    items.sort(key=lambda item: (-seconds.get(test_file(item.nodeid), 0.0), -tests[test_file(item.nodeid)]))
 
 
 def pytest_configure(config):

@@ -32,12 +32,12 @@ def record(pytester) -> dict:
     return json.loads(path.read_text())
 
 
-def test_without_a_record_the_order_is_pytests_own(pytester):
+def test_without_a_record_the_files_with_the_most_tests_go_first(pytester):
     project(pytester)
     assert collected(pytester) == [
-        "test_middle.py::test_only",
         "test_quick.py::test_one", "test_quick.py::test_two",
         "test_slow.py::test_first", "test_slow.py::test_second",
+        "test_middle.py::test_only",
     ]
 
 
