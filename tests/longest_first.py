@@ -16,17 +16,22 @@ import collections
 CACHE_KEY = "theano-det/seconds-per-file"
 
 
-def test_file(nodeid: str) -> str:
+def file_of(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
 def pytest_collection_modifyitems(config, items):
     cache = getattr(config, "cache", None)
     seconds = cache.get(CACHE_KEY, {}) if cache is not None else {}
-    tests = collections.Counter(test_file(item.nodeid) for item in items)
-    # Files the record lacks (all of them in a fresh clone) go after, by their number of tests,
-    # as xdist would order them. sort is stable: each file's tests stay together and in order.
-    items.sort(key=lambda item: (-seconds.get(test_file(item.nodeid), 0.0), -tests[test_file(item.nodeid)]))
+    tests = collections.Counter(file_of(item.nodeid) for item in items)
+
+    def longest_first(item) -> tuple:
+        # Files the record lacks (all of them in a fresh clone) go after, by their number of
+        # tests, as xdist would order them.
+        file = file_of(item.nodeid)
+        return -seconds.get(file, 0.0), -tests[file]
+
+    items.sort(key=longest_first)  # stable: each file's tests stay together and in order
 
 
 def pytest_configure(config):
@@ -41,7 +46,7 @@ class Recorder:
         self.seconds = collections.Counter()
 
     def pytest_runtest_logreport(self, report):
-        self.seconds[test_file(report.nodeid)] += report.duration
+        self.seconds[file_of(report.nodeid)] += report.duration
 
     def pytest_sessionfinish(self):
         cache = getattr(self.config, "cache", None)
