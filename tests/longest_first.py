@@ -20,9 +20,16 @@ def file_of(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
-def pytest_collection_modifyitems(config, items):
+def recorded(config) -> dict:
+    """The record of the runs before: {file: seconds}; {} when there is none or it is not one."""
     cache = getattr(config, "cache", None)
     seconds = cache.get(CACHE_KEY, {}) if cache is not None else {}
+    valid = isinstance(seconds, dict) and all(isinstance(value, (int, float)) for value in seconds.values())
+    return seconds if valid else {}
+
+
+def pytest_collection_modifyitems(config, items):
+    seconds = recorded(config)
     tests = collections.Counter(file_of(item.nodeid) for item in items)
 
     def longest_first(item) -> tuple:
@@ -52,6 +59,6 @@ class Recorder:
         cache = getattr(self.config, "cache", None)
         if cache is None or hasattr(self.config, "workerinput") or not self.seconds:
             return  # xdist's workers report to the controller, which keeps the record
-        seconds = cache.get(CACHE_KEY, {})
+        seconds = recorded(self.config)
         seconds.update({name: round(value, 2) for name, value in self.seconds.items()})
         cache.set(CACHE_KEY, seconds)

@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from longest_first import CACHE_KEY
 
 TESTS = Path(__file__).resolve().parent
@@ -62,6 +64,16 @@ def test_a_partial_run_updates_its_files_and_keeps_the_others(pytester):
     after = record(pytester)
     assert after["test_slow.py"] == before["test_slow.py"] and after["test_middle.py"] == before["test_middle.py"]
     assert set(after) == set(before)
+
+
+@pytest.mark.parametrize("damaged", ['["not", "a", "record"]', '{"test_slow.py": "long"}', "{not json"])
+def test_a_damaged_record_is_taken_as_none_and_replaced(pytester, damaged):
+    project(pytester)
+    path = pytester.path / ".pytest_cache" / "v" / CACHE_KEY
+    path.parent.mkdir(parents=True)
+    path.write_text(damaged)
+    pytester.runpytest().assert_outcomes(passed=5)
+    assert set(record(pytester)) == {"test_quick.py", "test_slow.py", "test_middle.py"}
 
 
 def test_under_xdist_the_controller_records_every_files_time(pytester, monkeypatch):
