@@ -203,7 +203,9 @@ PYTHON_SIDE_PROBE = textwrap.dedent("""
         return None
 
     print(json.dumps({
-        "available": {b: available(b, 91400) for b in ("sm_35", "sm_90", "sm_100", "sm_120")},
+        # pygpu 0.7 on Python 3 gives bin_id as bytes (seen on an H200); str is checked too
+        "available": {b: available(b.encode(), 91400) for b in ("sm_35", "sm_90", "sm_100", "sm_120")},
+        "available_str": {b: available(b, 91400) for b in ("sm_35", "sm_90", "sm_100", "sm_120")},
         "warns": {v: warns(v) for v in (7605, 8907, 91400, 100100)},
         "rnn": {v: rnn(v) for v in (7605, 8907, 91400)},
     }))
@@ -225,7 +227,8 @@ def test_python_side_of_the_patched_dnn_module(release, release_copy):
 
     # sm_100 and later are read as compute capability 10.0+, not 0.0 ("Device not supported").
     assert released["available"]["sm_100"] == [False, "Device not supported"]
-    assert patched["available"] == {
+    assert released["available"]["sm_90"] == [True, None]
+    assert patched["available"] == patched["available_str"] == {
         "sm_35": [True, None], "sm_90": [True, None],
         "sm_100": [True, None], "sm_120": [True, None],
     }
