@@ -34,7 +34,15 @@ THEANO_COMPILEDIR = CACHE / "theano-compile"
 # - every Theano process reads the key of every module in the cache at its first compile
 #   (about 1.7 ms each); modules nobody opened for a week (left by older flags or patches)
 #   are skipped instead of read, and Theano deletes them a week later (default: 24 days).
-SPEED_FLAGS = "compile.wait=1,gcc.cxxflags=-march=native,cmodule.age_thresh_use=604800"
+def cxxflags_with_march_native(flags: str) -> str:
+    """-march=native after the gcc.cxxflags already in `flags` (the GPU runner's include and
+    library paths), which a second gcc.cxxflags would otherwise replace."""
+    given = [part.split("=", 1)[1] for part in flags.split(",") if part.startswith("gcc.cxxflags=")]
+    return " ".join(filter(None, [given[-1] if given else "", "-march=native"]))
+
+
+SPEED_FLAGS = (f"compile.wait=1,gcc.cxxflags={cxxflags_with_march_native(os.environ.get('THEANO_FLAGS', ''))},"
+               "cmodule.age_thresh_use=604800")
 # Not determinism settings: a shared compile cache (speed) and no BLAS probing (numpy 1.23
 # wheels have no blas_opt_info, which Theano 1.0.5 asks for).
 TEST_FLAGS = f"base_compiledir={THEANO_COMPILEDIR},blas.ldflags=,{SPEED_FLAGS}"
