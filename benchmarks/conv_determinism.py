@@ -168,8 +168,17 @@ def measure(steps: int, runs: int) -> dict:
         "runs": runs,
         "distinct_results": len(set(digests)),
         "device": str(theano.config.device),
+        "gpu": gpu_active(),  # false when Theano fell back to the CPU (device flag or not)
         "cudnn_version": cudnn_version(),
     }
+
+
+def gpu_active() -> bool:
+    try:
+        import theano.gpuarray
+    except ImportError:
+        return False
+    return bool(theano.gpuarray.pygpu_activated)
 
 
 def cudnn_version():

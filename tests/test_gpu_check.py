@@ -112,3 +112,24 @@ def test_the_benchmark_judge_checks_launches_and_the_dev20_target():
         "theano-det `GpuDetAdvancedIncSubtensor1`: 8 launches per call at K=1000, the plan has 2"]
     (problem,) = gpu_check.bench_judge(0, bench_document(2e-4, 2))
     assert problem.startswith("theano-det `GpuDetAdvancedIncSubtensor1` slower than _dev20 at K=1000 (0.2 ms")
+
+
+def test_the_conv_judge_fails_a_configuration_that_ran_on_the_cpu():
+    # The first H200 run: the patched copy could not open the GPU, so both cuDNN
+    # configurations silently trained with the CPU's CorrMM (218 ms a step).
+    report = json.loads((ROOT / "docs/results/2026-11-30-h200/run-1-full/gpu-report.json").read_text())
+    (step,) = [step for step in report["steps"] if step["name"] == "conv-bench"]
+    document = step["details"]
+    # that run's benchmark did not yet say whether Theano had the GPU: taken as no
+    assert gpu_check.conv_judge(0, document) == [
+        "cudnn-default: Theano had no GPU (ran CorrMM, CorrMM_gradInputs, CorrMM_gradWeights)",
+        "cudnn-deterministic: Theano had no GPU (ran CorrMM, CorrMM_gradInputs, CorrMM_gradWeights)",
+        "corrmm: Theano had no GPU (ran GpuCorrMM, GpuCorrMM_gradInputs, GpuCorrMM_gradWeights)"]
+    for name in document:
+        document[name]["gpu"] = True
+    assert gpu_check.conv_judge(0, document) == [
+        "cudnn-default: ran CorrMM, CorrMM_gradInputs, CorrMM_gradWeights, not GpuDnnConv*",
+        "cudnn-deterministic: ran CorrMM, CorrMM_gradInputs, CorrMM_gradWeights, not GpuDnnConv*"]
+    document["cudnn-default"]["conv_ops"] = ["GpuDnnConv", "GpuDnnConvDesc", "GpuDnnConvGradI", "GpuDnnConvGradW"]
+    document["cudnn-deterministic"]["error"] = "worker exited 1"
+    assert gpu_check.conv_judge(0, document) == ["cudnn-deterministic: worker exited 1"]
