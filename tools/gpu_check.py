@@ -365,7 +365,34 @@ def copy_theano(destination):
     if target.exists():
         shutil.rmtree(str(target))
     shutil.copytree(str(source), str(target), ignore=shutil.ignore_patterns("__pycache__", ".theano-det"))
+    restore_released_files(source, target)
     return target
+
+
+def restore_released_files(source, copy):
+    """Put the released text of the files theano-det patched in `source` into its `copy`.
+
+    The steps need a released Theano, and the copy leaves out `source`'s record of its
+    patch (.theano-det), without which a patched copy could be neither unpatched nor
+    patched. The originals come from that record; nothing outside `copy` is written
+    (unpatch would also restore the config file the record names).
+    """
+    sys.path.insert(0, str(ROOT))
+    from theano_det import operations
+    from theano_det.patching import manifest as manifests
+    from theano_det.target import describe_package
+
+    manifest = manifests.load(Path(source))
+    if manifest is None:
+        return []
+    report = operations.plan_unpatch(describe_package(Path(source)), manifest, operations.DRY_RUN)
+    problems = ["%s: %s" % (relative, reason) for relative, reason in report.left_alone
+                if relative in manifest.files]
+    if problems:
+        raise RuntimeError("no released copy of %s can be made: %s" % (source, "; ".join(problems)))
+    for plan in report.files:
+        (Path(copy) / plan.relative).write_bytes(plan.original)
+    return sorted(plan.relative for plan in report.files)
 
 
 def build_steps(report_dir, scratch):
