@@ -28,15 +28,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from patched_theano import patched_copy  # benchmarks/patched_theano.py
 
 ROOT = Path(__file__).resolve().parent.parent
 LSTM_CONFIGS = {"c-loop": "", "python-loop": "", "linker-py": "linker=py"}
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
         print(json.dumps(measure(args.worker, args.steps, args.repeats)))
         return 0
     with tempfile.TemporaryDirectory(prefix="scan-lstm-") as scratch:
-        pythonpath = None if args.use_installed else patched_copy(Path(scratch))
+        pythonpath = None if args.use_installed else patched_copy(Path(scratch), "scan_lstm")
         results = {name: run_worker(name, flags, args, pythonpath)
                    for name, flags in {**LSTM_CONFIGS, **GEMM_CONFIGS}.items()}
     if args.json:
@@ -71,22 +71,6 @@ def main(argv=None) -> int:
     else:
         print_tables(results, args.steps)
     return 0 if all("error" not in result for result in results.values()) else 1
-
-
-def patched_copy(scratch: Path) -> Path:
-    """A copy of the importable Theano with theano-det's patches; returns the folder to put on sys.path."""
-    spec = importlib.util.find_spec("theano")  # finds the package without importing (and initialising) it
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("scan_lstm: no Theano is importable here")
-    copy = scratch / "site" / "theano"
-    shutil.copytree(list(spec.submodule_search_locations)[0], copy,
-                    ignore=shutil.ignore_patterns("__pycache__", ".theano-det"))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    done = subprocess.run([sys.executable, "-m", "theano_det", "patch", "--no-config", "--theano-dir", str(copy)],
-                          env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"scan_lstm: theano-det patch failed on the copy:\n{done.stderr}")
-    return copy.parent
 
 
 def run_worker(name: str, flags: str, args, pythonpath) -> dict:
