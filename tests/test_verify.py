@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import module_env, on_patched_theano, run_cli
+from conftest import first_on_pythonpath, module_env, on_patched_theano, run_cli
 from theano_det.verification import comparison
 from theano_det.verification import verify
 from theano_det.errors import CannotRun
@@ -152,11 +152,13 @@ def test_an_interpreter_without_theano_exits_4(tmp_path):
     assert "no Theano is importable" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_a_theano_that_does_not_import_exits_4_with_a_hint(monkeypatch):
-    """Theano 1.0.5 asks numpy for blas_opt_info on import; numpy 1.23's wheels lack it."""
+def test_a_theano_that_does_not_import_exits_4_with_a_hint(release):
+    """Theano 1.0.5 asks numpy for blas_opt_info on import; numpy 1.23's wheels lack it.
+    The released Theano, first on PYTHONPATH: the venv's may be patched (`make demo`),
+    and the compat patch answers that question."""
     flags = ",".join(part for part in os.environ["THEANO_FLAGS"].split(",") if not part.startswith("blas."))
-    monkeypatch.setenv("THEANO_FLAGS", flags)
-    done, document = verify_json()
+    env = first_on_pythonpath(dict(os.environ, THEANO_FLAGS=flags), release("1.0.5").parent)
+    done, document = verify_json(env=env)
     assert done.returncode == 4
     assert document["status"] == "cannot_run" and "blas_opt_info" in document["summary"]
     assert "hint: this numpy does not describe its BLAS" in done.stderr and "Traceback" not in done.stderr
