@@ -26,6 +26,15 @@ ROOT = Path(__file__).resolve().parent.parent
 # written once; the processes the tests start still see the variable.
 sys.dont_write_bytecode = False
 THEANO_COMPILEDIR = CACHE / "theano-compile"
+
+
+def cxxflags_with_march_native(flags: str) -> str:
+    """-march=native after the gcc.cxxflags already in `flags` (the GPU runner's include and
+    library paths), which a second gcc.cxxflags would otherwise replace."""
+    given = [part.split("=", 1)[1] for part in flags.split(",") if part.startswith("gcc.cxxflags=")]
+    return " ".join(filter(None, [given[-1] if given else "", "-march=native"]))
+
+
 # Theano flags for speed alone, which change nothing the tests check:
 # - Theano sleeps compile.wait to 2 x compile.wait seconds (default 5) whenever another
 #   process holds its compile lock; the test workers share the cache, so they retry after 1-2 s;
@@ -34,13 +43,6 @@ THEANO_COMPILEDIR = CACHE / "theano-compile"
 # - every Theano process reads the key of every module in the cache at its first compile
 #   (about 1.7 ms each); modules nobody opened for a week (left by older flags or patches)
 #   are skipped instead of read, and Theano deletes them a week later (default: 24 days).
-def cxxflags_with_march_native(flags: str) -> str:
-    """-march=native after the gcc.cxxflags already in `flags` (the GPU runner's include and
-    library paths), which a second gcc.cxxflags would otherwise replace."""
-    given = [part.split("=", 1)[1] for part in flags.split(",") if part.startswith("gcc.cxxflags=")]
-    return " ".join(filter(None, [given[-1] if given else "", "-march=native"]))
-
-
 SPEED_FLAGS = (f"compile.wait=1,gcc.cxxflags={cxxflags_with_march_native(os.environ.get('THEANO_FLAGS', ''))},"
                "cmodule.age_thresh_use=604800")
 # Not determinism settings: a shared compile cache (speed) and no BLAS probing (numpy 1.23
