@@ -105,6 +105,21 @@ def test_client_trains_to_the_same_weights_with_one_seed_and_other_weights_with_
     assert first != other
 
 
+@pytest.mark.gpu
+def test_the_plain_theano_client_trains_to_the_same_weights_on_the_gpu(patched_theano):
+    """On the GPU machine (-m gpu). Keras and Lasagne come from PyPI, which that machine
+    cannot reach, so the client there is plain Theano's (scan RNN, MRG dropout)."""
+    (client,) = [param.values[0] for param in MATRIX if param.id == "theano-rnn"]
+    env = client_env(client, None, patched_theano)
+    digests = []
+    for seed in (SEED, SEED, OTHER_SEED):
+        done = run_cli("run", "--seed", seed, "--", sys.executable, CLIENTS / client.program, env=env)
+        assert done.returncode == 0, done.stderr
+        assert "to device cuda" in done.stderr  # Theano's "Mapped name None to device cuda0: <GPU>"
+        digests.append(done.stdout.split()[-1])
+    assert digests[0] == digests[1] != digests[2]
+
+
 # --- what the clients need from `run` ---------------------------------------------------
 
 
