@@ -18,23 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CACHE, SESSION_TABLES, compile_bytecode, download_sdist, on_patched_theano, pip_target, run_cli
+import client_libraries
+from conftest import SESSION_TABLES, on_patched_theano, run_cli
 
 CLIENTS = Path(__file__).resolve().parent / "clients"
 SEED, OTHER_SEED = 7, 8
 TABLE = SESSION_TABLES["client matrix (tests/test_clients.py)"]
-
-# Keras 2.3.1 and the two packages it imports, pinned by the sha256 of their wheels
-# (pure Python; docker/image-test.sh installs the same). Its other imports (numpy, scipy,
-# six, yaml) are the test venv's own: Theano brings numpy, scipy and six, libcst brings
-# PyYAML. Installing them with --no-deps into a folder of their own leaves the venv's
-# Theano and numpy untouched.
-KERAS_2_REQUIREMENTS = (CLIENTS / "requirements-keras2.txt").read_text()
-# Keras 1.2.2 and Lasagne 0.1 exist only as sdists of pure Python: their unpacked source
-# trees are put on PYTHONPATH (Keras 1 imports theano, yaml, six: all in the test venv).
-KERAS_1 = ("keras==1.2.2", "d2b18c4336eb9c4f0d03469870257efa7980a9b036c9d46dcf4d49e7f4487e2d")
-LASAGNE = ("lasagne==0.1", "3c634ecab67e43e4f18520932bfd88bd3c678ec723c48177f18799dab2411233")
-
 
 @dataclass(frozen=True)
 class Client:
@@ -59,11 +48,7 @@ MATRIX = [
 @pytest.fixture(scope="session")
 def library_folders() -> dict:
     """program -> the folder holding its library (installed or unpacked once, kept in CACHE)."""
-    keras_1 = compile_bytecode(download_sdist(*KERAS_1, CACHE / "clients" / "keras-1.2.2") / "Keras-1.2.2")
-    lasagne = compile_bytecode(download_sdist(*LASAGNE, CACHE / "clients" / "lasagne-0.1") / "Lasagne-0.1")
-    keras_2 = pip_target("keras-2.3.1", KERAS_2_REQUIREMENTS)
-    return {"keras2_lstm.py": keras_2, "keras2_embedding.py": keras_2, "keras1_conv1d.py": keras_1,
-            "lasagne_conv.py": lasagne, "theano_rnn.py": None}
+    return client_libraries.library_folders()
 
 
 def client_env(client: Client, library: Path | None, patched_theano: Path) -> dict:
@@ -106,11 +91,11 @@ def test_client_trains_to_the_same_weights_with_one_seed_and_other_weights_with_
 
 
 @pytest.mark.gpu
-def test_the_plain_theano_client_trains_to_the_same_weights_on_the_gpu(patched_theano):
-    """On the GPU machine (-m gpu). Keras and Lasagne come from PyPI, which that machine
-    cannot reach, so the client there is plain Theano's (scan RNN, MRG dropout)."""
-    (client,) = [param.values[0] for param in MATRIX if param.id == "theano-rnn"]
-    env = client_env(client, None, patched_theano)
+@pytest.mark.parametrize("client", MATRIX)
+def test_client_trains_to_the_same_weights_on_the_gpu(client, library_folders, patched_theano):
+    """On the GPU machine (-m gpu), which has no network: the libraries come from the test
+    cache, filled beforehand (`make gpu-clients`, CONTRIBUTING.md)."""
+    env = client_env(client, library_folders[client.program], patched_theano)
     digests = []
     for seed in (SEED, SEED, OTHER_SEED):
         done = run_cli("run", "--seed", seed, "--", sys.executable, CLIENTS / client.program, env=env)

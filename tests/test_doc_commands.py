@@ -25,7 +25,7 @@ import pytest
 from conftest import CACHE, pip_target
 from doc_blocks import DOC_PAGES, MARKER_KINDS, ROOT, Block, code_blocks, stray_markers
 from releases import release_package
-from test_clients import KERAS_2_REQUIREMENTS
+from client_libraries import KERAS_2_REQUIREMENTS
 
 # The scripts the docs' commands name, put in the folder the commands run in.
 EXAMPLES = {

@@ -278,7 +278,7 @@ KERAS_PROGRAM = Path(__file__).resolve().parent / "clients" / "keras2_embedding.
 def keras_site() -> Path:
     """Keras 2.3.1, installed once into the test cache (the client matrix's copy)."""
     from conftest import pip_target
-    from test_clients import KERAS_2_REQUIREMENTS
+    from client_libraries import KERAS_2_REQUIREMENTS
 
     return pip_target("keras-2.3.1", KERAS_2_REQUIREMENTS)
 
