@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The demo keeps its Theano config beside the environment instead of editing ~/.theanorc.
 DEMO_THEANORC := $(CURDIR)/$(VENV)/theanorc
 
-.PHONY: test test-cuda-wheels demo venv clean image image-test gpu-check
+.PHONY: test test-cuda-wheels demo venv clean image image-test gpu-check gpu-clients
 
 venv: $(STAMP)
 
@@ -48,6 +48,12 @@ image:
 # Report in $GPU_REPORT_DIR (default build/gpu-report). Without a GPU: a dry run, exit 4.
 gpu-check:
 	$(PYTHON) tools/gpu_check.py
+
+# The client matrix's libraries (Keras 2.3.1, Keras 1.2.2, Lasagne 0.1) in .gpu-clients/, a test
+# cache that a device call carries to the GPU machine, which has no network (CONTRIBUTING.md).
+gpu-clients: $(STAMP)
+	rm -rf .gpu-clients
+	THEANO_DET_TEST_CACHE=$(CURDIR)/.gpu-clients $(BIN)/python tests/client_libraries.py
 
 # Build docker/Dockerfile with buildah (no Docker engine; installs buildah and debootstrap
 # when missing; needs root) and run the image as Docker and Apptainer do (docs/docker.md).
