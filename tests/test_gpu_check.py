@@ -10,6 +10,7 @@ import time
 
 import pytest
 from conftest import ROOT, run_cli
+from small_tree import snapshot
 
 sys.path.insert(0, str(ROOT / "tools"))
 
@@ -135,25 +136,20 @@ def test_the_conv_judge_fails_a_configuration_that_ran_on_the_cpu():
     assert gpu_check.conv_judge(0, document) == ["cudnn-deterministic: worker exited 1"]
 
 
-def package_files(package) -> dict:
-    """relative path -> bytes of every file of a Theano package, its patch record left out."""
-    return {str(path.relative_to(package)): path.read_bytes() for path in sorted(package.rglob("*"))
-            if path.is_file() and ".theano-det" not in path.parts and "__pycache__" not in path.parts}
-
-
 def test_the_copies_of_a_patched_theano_are_released_ones(release, release_copy, tmp_path, monkeypatch):
     # e.g. after `make demo`, which patches the venv's Theano, or on a GPU machine patched before
     installed = release_copy("1.0.5")
-    assert run_cli("patch", "--theano-dir", installed, "--no-config").returncode == 0
-    patched_bytes = package_files(installed)
+    done = run_cli("patch", "--theano-dir", installed, "--no-config", "--json")
+    assert done.returncode == 0, done.stderr
+    changed = json.loads(done.stdout)["changed"]
+    assert "gpuarray/opt.py" in changed and "gpuarray/dnn.py" in changed
+    before = snapshot(installed)
     monkeypatch.setattr(gpu_check, "theano_package", lambda: installed)
     copy = gpu_check.copy_theano(tmp_path / "copy")
     released = release("1.0.5")
-    changed = [relative for relative, data in patched_bytes.items() if (released / relative).read_bytes() != data]
-    assert "gpuarray/opt.py" in changed and "gpuarray/dnn.py" in changed
     for relative in changed:
         assert (copy / relative).read_bytes() == (released / relative).read_bytes(), relative
-    assert package_files(installed) == patched_bytes  # the installed one is left as it was
+    assert snapshot(installed) == before  # the installed one, its record included, is left as it was
     assert not (copy / ".theano-det").exists()
     done = run_cli("patch", "--theano-dir", copy, "--no-config")  # what the patch-copy step does
     assert done.returncode == 0, done.stderr

@@ -380,7 +380,8 @@ def restore_released_files(source, copy):
     patched. The originals come from that record; nothing outside `copy` is written
     (unpatch would also restore the config file the record names).
     """
-    sys.path.insert(0, str(ROOT))
+    if str(ROOT) not in sys.path:  # called once per copy
+        sys.path.insert(0, str(ROOT))
     from theano_det import operations
     from theano_det.patching import manifest as manifests
     from theano_det.target import describe_package
