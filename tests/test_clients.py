@@ -55,12 +55,15 @@ def client_env(client: Client, library: Path | None, patched_theano: Path) -> di
     return on_patched_theano(dict(os.environ, **client.env), patched_theano, *filter(None, [library]))
 
 
-def train(client: Client, env: dict, seed: int) -> tuple:
-    """(version, weights sha256, seconds) of one `theano-det run --seed SEED` of the client."""
+def train(client: Client, env: dict, seed: int, on_gpu: bool = False) -> tuple:
+    """(version, weights sha256, seconds) of one `theano-det run --seed SEED` of the client;
+    `on_gpu`: Theano must say it mapped a CUDA device ("Mapped name None to device cuda0: <GPU>")."""
     started = time.monotonic()
     done = run_cli("run", "--seed", seed, "--", sys.executable, CLIENTS / client.program, env=env)
     seconds = time.monotonic() - started
     assert done.returncode == 0, done.stderr
+    if on_gpu:
+        assert "to device cuda" in done.stderr, done.stderr
     version, digest = done.stdout.split()[-2:]
     return version, digest, seconds
 
@@ -96,13 +99,10 @@ def test_client_trains_to_the_same_weights_on_the_gpu(client, library_folders, p
     """On the GPU machine (-m gpu), which has no network: the libraries come from the test
     cache, filled beforehand (`make gpu-clients`, CONTRIBUTING.md)."""
     env = client_env(client, library_folders[client.program], patched_theano)
-    digests = []
-    for seed in (SEED, SEED, OTHER_SEED):
-        done = run_cli("run", "--seed", seed, "--", sys.executable, CLIENTS / client.program, env=env)
-        assert done.returncode == 0, done.stderr
-        assert "to device cuda" in done.stderr  # Theano's "Mapped name None to device cuda0: <GPU>"
-        digests.append(done.stdout.split()[-1])
-    assert digests[0] == digests[1] != digests[2]
+    (_, first, _), (_, second, _), (_, other, _) = [train(client, env, seed, on_gpu=True)
+                                                    for seed in (SEED, SEED, OTHER_SEED)]
+    assert first == second
+    assert first != other
 
 
 # --- what the clients need from `run` ---------------------------------------------------
