@@ -19,12 +19,14 @@ Each call returns a new array (no inplace), so times include copying x.
 
 A fifth table gives the host side of theano-det's GPU op: kernel launches per
 call as its launch plan has them (scatter_kernel.launch_plan; the radix sort
-alone, for comparison) and, on a GPU, as counted while the op ran, with the
-time per call of its launch code alone (gpu_incsubtensor.scatter on pygpu
-arrays, without Theano's per-call overhead), with the plan's sort and with the
-radix sort forced (so the GPU run shows the gain of the one-launch sort and
-whether its threshold RANK_MAX is well placed). Python launches cost
-microseconds each, which matters at small K.
+alone, for comparison); on a GPU, whether Theano ran the op's C code (its
+launches from C, scatter_launch.py) or its perform, and its Python launch code
+alone (gpu_incsubtensor.scatter on pygpu arrays, without Theano's per-call
+overhead): launches counted per call, and time per call with the plan's sort
+and with the radix sort forced (so the GPU run shows the gain of the one-launch
+sort and whether its threshold RANK_MAX is well placed). Python launches cost
+microseconds each, which matters at small K: the op's time in the tables is
+its C code's.
 
 --compile-only needs neither Theano nor a GPU: it compiles the kernel with NVRTC
 for sm_60, sm_70, sm_80 and sm_90 as libgpuarray would and prints ptxas's register
@@ -53,11 +55,12 @@ Candidate = namedtuple("Candidate", "label compile missing")
 Candidate.__doc__ = """One column: compile(x, y, idx) -> (call, to_host, sync); or missing: why not."""
 
 Result = namedtuple("Result", "seconds stable distinct max_error sequential launches_per_call scatter_seconds "
-                               "radix_scatter_seconds")
-# for theano-det's GPU op only: launches counted per call, and its perform's work alone
-# (gpu_incsubtensor.scatter on pygpu arrays, without Theano's per-call overhead), seconds per
-# call, with the plan's sort and with the radix sort forced (where RANK_MAX should be)
-Result.__new__.__defaults__ = (None, None, None)
+                               "radix_scatter_seconds host")
+# for theano-det's GPU op only: its Python launch code alone (gpu_incsubtensor.scatter on pygpu
+# arrays, without Theano's per-call overhead): launches counted per call, seconds per call with
+# the plan's sort and with the radix sort forced (where RANK_MAX should be); and host: "C" when
+# Theano ran the op's C code, "Python" when its perform
+Result.__new__.__defaults__ = (None, None, None, None)
 
 OURS_GPU = "theano-det `GpuDetAdvancedIncSubtensor1`"
 
@@ -88,12 +91,14 @@ def main(argv=None):
         for candidate in candidates:
             if candidate.missing is None:
                 call, to_host, sync = candidate.compile(x, y, idx)
-                counted = launch_counter() if candidate.label == OURS_GPU else None
                 result = measure(call, to_host, sync, references, args.runs, args.min_seconds)
-                if counted is not None:
+                if candidate.label == OURS_GPU:
+                    counted = launch_counter()
+                    scatter_seconds = time_scatter(x, y, idx, args.min_seconds)
                     result = result._replace(
-                        launches_per_call=counted(), scatter_seconds=time_scatter(x, y, idx, args.min_seconds),
-                        radix_scatter_seconds=time_scatter(x, y, idx, args.min_seconds, rank_max=0))
+                        launches_per_call=counted(), scatter_seconds=scatter_seconds,
+                        radix_scatter_seconds=time_scatter(x, y, idx, args.min_seconds, rank_max=0),
+                        host=op_host(call, candidate_op(candidate)))
                 results[k, candidate.label] = result
     print_tables(args, candidates, results)
     print_launches(args, results)
@@ -323,6 +328,21 @@ def cpu_candidates():
     ]
 
 
+def op_host(function, op_class):
+    """"C" when the compiled function runs the op's C code, "Python" when its perform."""
+    for node, thunk in zip(function.fn.nodes, function.fn.thunks):
+        if isinstance(node.op, op_class):
+            return "C" if hasattr(thunk, "cthunk") else "Python"
+    raise RuntimeError("the compiled function has no %s node" % op_class.__name__)
+
+
+def candidate_op(candidate):
+    from theano_det.ops.gpu_incsubtensor import GpuDetAdvancedIncSubtensor1
+
+    assert candidate.label == OURS_GPU
+    return GpuDetAdvancedIncSubtensor1
+
+
 def check_compiled(function, op_class):
     ops = [type(node.op) for node in function.maker.fgraph.toposort()]
     if op_class not in ops:
@@ -378,12 +398,14 @@ def print_launches(args, results):
     print()
     print("## Host side of theano-det's GPU op: kernel launches per call (one sync each)")
     print()
-    print("| K | launch plan | radix sort alone | counted on the GPU | `scatter()` alone per call "
-          "| `scatter()` with the radix sort |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| K | launch plan | radix sort alone | the op's launches | counted on the GPU (`scatter()`) "
+          "| `scatter()` alone per call | `scatter()` with the radix sort |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for k in args.sizes:
         plan, radix = planned_launches(k, args.rows, args.cols)
         result = results.get((k, OURS_GPU))
+        host = "not measured (no GPU)" if result is None or result.host is None else \
+            "from C" if result.host == "C" else "from Python (perform: no C code)"
         if result is None or result.launches_per_call is None:
             counted = "not measured (no GPU)" if result is None else "no call launched"
         else:
@@ -393,7 +415,8 @@ def print_launches(args, results):
         times = [format_ms(seconds) if seconds is not None else "not measured"
                  for seconds in (result.scatter_seconds, result.radix_scatter_seconds)] if result is not None \
             else ["not measured (no GPU)"] * 2
-        print("| %s | %d | %d | %s | %s | %s |" % (format(k, ",").replace(",", " "), plan, radix, counted, *times))
+        print("| %s | %d | %d | %s | %s | %s | %s |" % (format(k, ",").replace(",", " "), plan, radix, host, counted,
+                                                      *times))
 
 
 def format_ms(seconds):

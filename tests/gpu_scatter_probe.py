@@ -6,7 +6,9 @@ GpuDetAdvancedIncSubtensor1's launches (gpu_incsubtensor.scatter) on pygpu
 arrays: the result must have np.add.at's bits (assignment's for `set`),
 be the same over repeated runs, leave x alone unless inplace, and raise
 numpy's IndexError, with x unchanged, for an index out of range. Then the op in
-Theano graphs, with the rewrite's gate opened by a temporary record.
+Theano graphs, with the rewrite's gate opened by a temporary record: there
+Theano runs the op's C code (its launches from C, scatter_launch.py), through
+both sorts, and the checks say so.
 
 usage (on the GPU machine, device=cuda*):
     python tests/gpu_scatter_probe.py [--out FILE] [--record FILE] [--runs 3] [--dry-run]
@@ -150,16 +152,28 @@ x_value = rng.standard_normal((500, 64)).astype("float32")
 y_value = rng.standard_normal((20000, 64)).astype("float32")
 i_value = rng.randint(-100, 100, size=20000)
 x, y, idx = T.fmatrix(), T.fmatrix(), T.lvector()
-for name, build in [("inc", T.inc_subtensor), ("set", T.set_subtensor)]:
-    function = theano.function([x, y, idx], build(x[idx], y))
-    expected = x_value.copy()
-    if name == "inc":
-        np.add.at(expected, i_value, y_value)
+
+
+def hosts(function):  # how Theano runs the op: "C" (its C code) or "Python" (perform)
+    return sorted(set("C" if hasattr(thunk, "cthunk") else "Python"
+                      for node, thunk in zip(function.fn.nodes, function.fn.thunks)
+                      if type(node.op).__name__ == "GpuDetAdvancedIncSubtensor1"))
+
+
+# K = 20000: the radix sort; K = 1000: td_rank; a 1-D x (an N x 1 view)
+for name, build, k, one_d in [("inc", T.inc_subtensor, 20000, False), ("set", T.set_subtensor, 20000, False),
+                              ("inc small", T.inc_subtensor, 1000, False), ("inc 1-d", T.inc_subtensor, 3000, True)]:
+    xs, ys, ids = (x_value[:, 0], y_value[:k, 0], i_value[:k]) if one_d else (x_value, y_value[:k], i_value[:k])
+    xv, yv = (T.fvector(), T.fvector()) if one_d else (x, y)
+    function = theano.function([xv, yv, idx], build(xv[idx], yv))
+    expected = xs.copy()
+    if name.startswith("inc"):
+        np.add.at(expected, ids, ys)
     else:
-        expected[i_value] = y_value
-    outputs = [np.asarray(function(x_value, y_value, i_value)) for _ in range(3)]
+        expected[ids] = ys
+    outputs = [np.asarray(function(xs, ys, ids)) for _ in range(3)]
     report[name] = {"ops": [type(n.op).__name__ for n in function.maker.fgraph.toposort()],
-                    "same_bits": outputs[0].tobytes() == expected.tobytes(),
+                    "hosts": hosts(function), "same_bits": outputs[0].tobytes() == expected.tobytes(),
                     "distinct": len(set(o.tobytes() for o in outputs))}
 shared = theano.shared(x_value.copy())
 update = theano.function([y, idx], [], updates=[(shared, T.inc_subtensor(shared[idx], y))])
@@ -168,7 +182,7 @@ expected = x_value.copy()
 np.add.at(expected, i_value, y_value)
 report["inplace"] = {"ops": [[type(n.op).__name__, bool(getattr(n.op, "inplace", False))]
                              for n in update.maker.fgraph.toposort()],
-                     "same_bits": shared.get_value().tobytes() == expected.tobytes()}
+                     "hosts": hosts(update), "same_bits": shared.get_value().tobytes() == expected.tobytes()}
 try:
     theano.function([x, y, idx], T.inc_subtensor(x[idx], y))(x_value, y_value[:2], np.array([0, 500]))
     report["out_of_range"] = "no error"
@@ -196,10 +210,12 @@ def graph_checks():
         return [{"name": "graphs", "ok": False, "detail": "Theano in the child process has no GPU (device=%s): %s"
                  % (report["device"], done.stderr[-3000:])}]
     op = "GpuDetAdvancedIncSubtensor1"
-    checks = [{"name": "graph " + name, "ok": op in report[name]["ops"] and report[name]["same_bits"]
-               and report[name]["distinct"] == 1, "detail": report[name]} for name in ("inc", "set")]
+    checks = [{"name": "graph " + name, "ok": op in report[name]["ops"] and report[name]["hosts"] == ["C"]
+               and report[name]["same_bits"] and report[name]["distinct"] == 1, "detail": report[name]}
+              for name in ("inc", "set", "inc small", "inc 1-d")]
     checks.append({"name": "graph inplace update", "detail": report["inplace"],
-                   "ok": [op, True] in report["inplace"]["ops"] and report["inplace"]["same_bits"]})
+                   "ok": [op, True] in report["inplace"]["ops"] and report["inplace"]["hosts"] == ["C"]
+                   and report["inplace"]["same_bits"]})
     checks.append({"name": "graph out of range", "detail": report["out_of_range"],
                    "ok": report["out_of_range"] == "index 500 is out of bounds for axis 0 with size 500"})
     return checks

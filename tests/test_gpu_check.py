@@ -99,9 +99,9 @@ def test_an_expected_nonzero_exit_passes_and_an_unexpected_document_fails(tmp_pa
     assert record["status"] == "failed" and record["problems"]
 
 
-def bench_document(ours_seconds, launches):
+def bench_document(ours_seconds, launches, host="C"):
     def sizes(seconds, counted):
-        return {"1000": {"seconds": seconds, "stable": True, "launches_per_call": counted}}
+        return {"1000": {"seconds": seconds, "stable": True, "launches_per_call": counted, "host": host}}
     return {"planned_launches": {"1000": 2}, "columns": [
         {"label": "`_dev20` (atomicAdd)", "sizes": {"1000": {"seconds": 1e-4, "stable": False}}},
         {"label": "theano-det `GpuDetAdvancedIncSubtensor1`", "sizes": sizes(ours_seconds, launches)}]}
@@ -113,6 +113,9 @@ def test_the_benchmark_judge_checks_launches_and_the_dev20_target():
         "theano-det `GpuDetAdvancedIncSubtensor1`: 8 launches per call at K=1000, the plan has 2"]
     (problem,) = gpu_check.bench_judge(0, bench_document(2e-4, 2))
     assert problem.startswith("theano-det `GpuDetAdvancedIncSubtensor1` slower than _dev20 at K=1000 (0.2 ms")
+    # the op's time must be its C code's: Theano falling back to perform is a failure
+    assert gpu_check.bench_judge(0, bench_document(5e-5, 2, host="Python")) == [
+        "theano-det `GpuDetAdvancedIncSubtensor1` ran its Python launches at K=1000, not its C code"]
 
 
 def test_the_conv_judge_fails_a_configuration_that_ran_on_the_cpu():

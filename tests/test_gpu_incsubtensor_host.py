@@ -1,6 +1,6 @@
 """GpuDetAdvancedIncSubtensor1's host side (gpu_incsubtensor.scatter) against a stand-in for pygpu.
 
-On a GPU, scatter() hands buffers, byte offsets and element strides to the five
+On a GPU, scatter() hands buffers, byte offsets and element strides to the six
 kernels through pygpu's GpuKernel. Here a fake pygpu keeps every array in a flat
 byte buffer (like gpudata: a kernel gets the allocation, not the view's offset)
 and runs each kernel as a line-by-line Python transcription of its CUDA source,
@@ -18,162 +18,11 @@ import types
 import numpy as np
 import pytest
 from incsubtensor_cases import CASES, DTYPES, expected_result, same_bits
+from scatter_stand_in import KERNELS, FakeGpuArray, as_size
 
 from theano_det.ops import scatter_kernel as sk
 
 SIZE, SSIZE = "size_t", "ssize_t"
-
-
-class FakeGpuArray:
-    """A strided view of a flat byte buffer (`gpudata`), like a pygpu GpuArray."""
-
-    def __init__(self, data, offset, shape, strides, dtype):
-        self.data, self.offset = data, offset
-        self.shape, self.strides, self.dtype = tuple(shape), tuple(strides), np.dtype(dtype)
-
-    @classmethod
-    def from_numpy(cls, array, pad=16):
-        array = np.asarray(array)
-        data = np.zeros(pad + max(array.nbytes, 1) + pad, dtype=np.uint8)  # not at offset 0, on purpose
-        contiguous = np.ascontiguousarray(array)
-        data[pad:pad + array.nbytes] = np.frombuffer(contiguous.tobytes(), dtype=np.uint8)
-        return cls(data, pad, array.shape, contiguous.strides, array.dtype)
-
-    ndim = property(lambda self: len(self.shape))
-    size = property(lambda self: int(np.prod(self.shape)))
-    itemsize = property(lambda self: self.dtype.itemsize)
-
-    def __array__(self, dtype=None, copy=None):
-        view = np.ndarray(self.shape, self.dtype, buffer=self.data, offset=self.offset, strides=self.strides)
-        return view.copy() if dtype is None else view.astype(dtype)
-
-    def copy(self):
-        return FakeGpuArray.from_numpy(np.asarray(self), pad=0)
-
-    def __getitem__(self, item):
-        start, stop, _ = item.indices(self.shape[0])
-        return FakeGpuArray(self.data, self.offset + start * self.strides[0], (stop - start,) + self.shape[1:],
-                            self.strides, self.dtype)
-
-
-def typed(data, dtype, offset=0):
-    """The buffer seen as `dtype` elements from byte `offset` (what the kernel's pointer arithmetic does)."""
-    return data[offset:].view(dtype) if (len(data) - offset) % np.dtype(dtype).itemsize == 0 else \
-        data[offset:offset + (len(data) - offset) // np.dtype(dtype).itemsize * np.dtype(dtype).itemsize].view(dtype)
-
-
-def as_size(value):
-    assert isinstance(value, (int, np.integer)) and value >= 0, value
-    return int(value)
-
-
-# -- the kernels, transcribed from scatter_kernel._TEMPLATE -----------------------------
-
-def td_row(launch, v, N):
-    """(row, bad): the kernel's td_row."""
-    if np.dtype(launch.index_dtype).kind == "i":
-        s = int(v)
-        if s < 0:
-            s += N
-        bad = s < 0 or s >= N
-    else:
-        s = int(v)
-        bad = s >= N
-    return (0 if bad else s), bad
-
-
-def td_rows_counts(launch, K, N, idx, idx_offset, idx_stride, keys, pos, tile_counts, n_tiles, tile_bad):
-    index = typed(idx, launch.index_dtype, idx_offset)
-    keys_, pos_, tile_bad_ = typed(keys, np.uint32), typed(pos, np.uint32), typed(tile_bad, np.uint32)
-    for tile in range(launch.gs):
-        smallest_bad = 0xFFFFFFFF
-        for k in range(tile * sk.TILE, min(K, (tile + 1) * sk.TILE)):
-            keys_[k], bad = td_row(launch, index[k * idx_stride], N)
-            if bad:
-                smallest_bad = min(smallest_bad, k)
-            pos_[k] = k
-        tile_bad_[tile] = smallest_bad
-    td_digit_counts(launch, K, 0, keys, tile_counts, n_tiles)  # the same counting, on shift 0
-
-
-def td_rank(launch, K, N, idx, idx_offset, idx_stride, keys, pos, first_bad):
-    assert launch.gs * launch.ls >= K  # one thread per position
-    index = typed(idx, launch.index_dtype, idx_offset)
-    keys, pos, first_bad = typed(keys, np.uint32), typed(pos, np.uint32), typed(first_bad, np.uint32)
-    rows, bads = zip(*(td_row(launch, index[j * idx_stride], N) for j in range(K)))
-    rows = np.array(rows, dtype=np.uint32)
-    for i in range(K):  # thread i: the positions before its own in the stable order
-        rank = np.count_nonzero(rows < rows[i]) + np.count_nonzero(rows[:i] == rows[i])
-        keys[rank], pos[rank] = rows[i], i
-    first_bad[0] = min([j for j in range(K) if bads[j]] + [0xFFFFFFFF])  # block 0's smallest_bad
-
-
-def _tile_digits(keys, K, shift, tile):
-    begin = tile * sk.TILE
-    length = min(K - begin, sk.TILE)
-    return begin, [(int(keys[begin + j]) >> shift) & (sk.RADIX - 1) for j in range(length)]
-
-
-def td_digit_counts(launch, K, shift, keys, tile_counts, n_tiles):
-    keys, counts = typed(keys, np.uint32), typed(tile_counts, np.uint32)
-    for tile in range(launch.gs):
-        _, digits = _tile_digits(keys, K, shift, tile)
-        for digit in range(launch.ls):
-            counts[digit * n_tiles + tile] = sum(1 for d in digits if d == digit)
-
-
-def td_scan(launch, counts, n, tile_bad, n_tiles, first_bad):
-    counts = typed(counts, np.uint32)
-    values = [int(c) for c in counts[:n]]
-    running = 0
-    for i in range(n):
-        counts[i] = running
-        running += values[i]
-    typed(first_bad, np.uint32)[0] = min([int(t) for t in typed(tile_bad, np.uint32)[:n_tiles]] + [0xFFFFFFFF])
-
-
-def td_scatter(launch, K, shift, keys_in, pos_in, keys_out, pos_out, slots, n_tiles):
-    keys_in, pos_in = typed(keys_in, np.uint32), typed(pos_in, np.uint32)
-    keys_out, pos_out, slots = typed(keys_out, np.uint32), typed(pos_out, np.uint32), typed(slots, np.uint32)
-    for tile in range(launch.gs):
-        begin, digits = _tile_digits(keys_in, K, shift, tile)
-        for digit in range(launch.ls):
-            slot = int(slots[digit * n_tiles + tile])
-            for j, d in enumerate(digits):
-                if d == digit:
-                    keys_out[slot], pos_out[slot] = keys_in[begin + j], pos_in[begin + j]
-                    slot += 1
-
-
-def td_apply(launch, K, D, keys, pos, out, out_offset, out_s0, out_s1, y, y_offset, y_s0, y_s1, set_, first_bad):
-    if typed(first_bad, np.uint32)[0] != 0xFFFFFFFF:
-        return
-    keys, pos = typed(keys, np.uint32), typed(pos, np.uint32)
-    out, y = typed(out, launch.dtype, out_offset), typed(y, launch.dtype, y_offset)
-    add = {"float16": lambda a, b: np.float16(np.float32(a) + np.float32(b))}.get(
-        launch.dtype, lambda a, b: (a + b) if np.dtype(launch.dtype).kind == "f" else
-        np.array(int(a) + int(b)).astype(np.uint64).astype(launch.dtype)[()])
-    for g in range(K * D):
-        i, c = g // D, g % D
-        row = int(keys[i])
-        if i > 0 and keys[i - 1] == row:
-            continue
-        target = row * out_s0 + c * out_s1
-        p = i
-        if set_:
-            while p + 1 < K and keys[p + 1] == row:
-                p += 1
-            out[target] = y[int(pos[p]) * y_s0 + c * y_s1]
-        else:
-            acc = out[target]
-            while p < K and keys[p] == row:
-                acc = add(acc, y[int(pos[p]) * y_s0 + c * y_s1])
-                p += 1
-            out[target] = acc
-
-
-KERNELS = {"td_rows_counts": td_rows_counts, "td_rank": td_rank, "td_digit_counts": td_digit_counts, "td_scan": td_scan,
-           "td_scatter": td_scatter, "td_apply": td_apply}
 
 
 class FakeGpuKernel:
@@ -370,10 +219,33 @@ def test_the_benchmarks_gpu_host_figures_on_the_stand_in(monkeypatch, capsys):
     assert radix_seconds > 0 and FakeGpuKernel.launched.count("td_rows_counts") == 2 and sk.RANK_MAX == 16384
     assert "td_rank" not in FakeGpuKernel.launched
     args = bench.parse_args(["--sizes", "300,20000", "--rows", "40", "--cols", "3", "--distinct", "40"])
-    results = {(300, bench.OURS_GPU): bench.Result(1e-3, True, 1, 0.0, True, 2, seconds, radix_seconds),
-               (20000, bench.OURS_GPU): bench.Result(1e-3, True, 1, 0.0, True, 2, 5e-5)}
+    results = {(300, bench.OURS_GPU): bench.Result(1e-3, True, 1, 0.0, True, 2, seconds, radix_seconds, "C"),
+               (20000, bench.OURS_GPU): bench.Result(1e-3, True, 1, 0.0, True, 2, 5e-5, host="Python")}
     bench.print_launches(args, results)
     out = capsys.readouterr().out
-    assert "| 300 | 2 | 4 | 2 | %s | %s |" % (bench.format_ms(seconds), bench.format_ms(radix_seconds)) in out
+    assert "| 300 | 2 | 4 | from C | 2 | %s | %s |" % (bench.format_ms(seconds), bench.format_ms(radix_seconds)) in out
     # 40 rows: one radix pass
-    assert "| 20 000 | 4 | 4 | 2 (differs from the plan) | 0.05 ms | not measured |" in out
+    assert "| 20 000 | 4 | 4 | from Python (perform: no C code) | 2 (differs from the plan) | 0.05 ms " \
+        "| not measured |" in out
+
+
+def test_the_gpu_probes_graph_script_runs_on_the_cpu(isolated_home):
+    # tests/gpu_scatter_probe.py's Theano graphs, on the CPU: the script runs to its report (a GPU
+    # minute is never spent on a typo), the probe refuses to judge it without a GPU, and every
+    # graph has numpy's bits with Theano's CPU ops (no GPU op, so no host to name)
+    import json
+    import subprocess
+    import sys
+
+    import gpu_scatter_probe
+    from conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-c", gpu_scatter_probe.GRAPH_SCRIPT, str(isolated_home / "none.json")],
+                          capture_output=True, text=True, timeout=600, cwd=str(ROOT))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["gpu"] is False and report["install"]["kernel_ready"] is False
+    for name in ("inc", "set", "inc small", "inc 1-d"):
+        assert report[name]["same_bits"] and report[name]["distinct"] == 1 and report[name]["hosts"] == []
+    assert report["inplace"]["same_bits"] and report["inplace"]["hosts"] == []
+    assert report["out_of_range"] == "index 500 is out of bounds for axis 0 with size 500"

@@ -64,20 +64,28 @@ def test_the_digest_changes_with_the_launch_plan(monkeypatch, constant, value):
     assert scatter_kernel.source_digest() != before
 
 
-def test_the_digest_changes_with_the_ops_launch_code(tmp_path):
-    host = open(scatter_kernel.HOST_MODULE).read()
-    assert "kernels[name](" in host  # the launches the record vouches for
-    changed = tmp_path / "gpu_incsubtensor.py"
-    changed.write_text(host.replace("gs=blocks, ls=threads", "gs=blocks, ls=threads // 2", 1))
-    assert scatter_kernel.source_digest(str(changed)) != scatter_kernel.source_digest()
+@pytest.mark.parametrize("module,old,new", [
+    ("gpu_incsubtensor.py", "gs=blocks, ls=threads", "gs=blocks, ls=threads // 2"),  # the Python launches
+    ("scatter_launch.py", "steps[n].threads = TD_RADIX;", "steps[n].threads = TD_RADIX / 2;"),  # the C launches
+])
+def test_the_digest_changes_with_the_ops_launch_code(tmp_path, module, old, new):
+    paths = list(scatter_kernel.HOST_MODULES)
+    (which,) = [i for i, path in enumerate(paths) if path.endswith(module)]
+    host = open(paths[which]).read()
+    assert old in host  # the launches the record vouches for
+    changed = tmp_path / module
+    changed.write_text(host.replace(old, new, 1))
+    assert scatter_kernel.source_digest(paths[:which] + [str(changed)] + paths[which + 1:]) != \
+        scatter_kernel.source_digest()
     same = tmp_path / "same.py"
     same.write_text(host)
-    assert scatter_kernel.source_digest(str(same)) == scatter_kernel.source_digest()
+    assert scatter_kernel.source_digest(paths[:which] + [str(same)] + paths[which + 1:]) == \
+        scatter_kernel.source_digest()
 
 
 def test_a_missing_launch_code_keeps_the_gate_closed(tmp_path, monkeypatch):
     path = record(tmp_path, passed=True, kernel_sha256=scatter_kernel.source_digest())
-    monkeypatch.setattr(scatter_kernel, "HOST_MODULE", str(tmp_path / "gone.py"))
+    monkeypatch.setattr(scatter_kernel, "HOST_MODULES", scatter_kernel.HOST_MODULES[:1] + (str(tmp_path / "gone.py"),))
     assert rewrite.gpu_kernel_ready(path) is False
 
 

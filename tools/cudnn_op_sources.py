@@ -22,22 +22,33 @@ import sys
 def main(argv):
     out_dir, cudnn_version = argv[0], int(argv[1])
     import theano
-    from theano.gof import Constant, FunctionGraph, cmodule
-    from theano.gof.cc import CLinker
     from theano.gpuarray import dnn, type as gpu_type
 
-    # Code generation asks the context only for its name, kind and cuDNN handle.
+    use_stand_in_context(gpu_type)
+    dnn.dnn_present.avail, dnn.dnn_present.msg = True, None
+    dnn.version.v = cudnn_version
+    write_sources(out_dir, builders(theano, dnn, gpu_type))
+    return 0
+
+
+def use_stand_in_context(gpu_type):
+    """Register a stand-in for the default GPU context: code generation asks it only
+    for its name, kind and cuDNN handle."""
     class StandInContext(object):
         kind = b"cuda"
         bin_id = "sm_90"
         cudnn_handle_param = None
 
     gpu_type._context_reg[None] = StandInContext()
-    dnn.dnn_present.avail, dnn.dnn_present.msg = True, None
-    dnn.version.v = cudnn_version
+
+
+def write_sources(out_dir, table):
+    """OUT_DIR/<name>.cpp for each (name, build) of `table` and OUT_DIR/index.json (module docstring)."""
+    from theano.gof import Constant, FunctionGraph, cmodule
+    from theano.gof.cc import CLinker
 
     ops, refused = [], []
-    for name, build in builders(theano, dnn, gpu_type):
+    for name, build in table:
         try:
             node = build()
         except Exception as error:  # the op refuses to be built: report, do not compile
@@ -56,7 +67,6 @@ def main(argv):
         ops.append({"name": name, "source": path, "args": args})
     with open(os.path.join(out_dir, "index.json"), "w") as handle:
         json.dump({"ops": ops, "refused": refused}, handle, indent=1)
-    return 0
 
 
 def builders(theano, dnn, gpu_type):

@@ -302,20 +302,25 @@ def cudnn_version(include: Path) -> int:
 
 
 def generate_sources(theano_dir, work, version, cudnn_dir, cuda_dir, debian, site, cache) -> dict:
+    flags = [f"dnn.include_path={cudnn_dir}", f"cuda.include_path={cuda_dir}"]
+    return theano_sources(theano_dir, work, GENERATOR, [str(version)], flags, debian, site, cache)
+
+
+def theano_sources(theano_dir, work, generator, arguments, flags, debian, site, cache) -> dict:
+    """Run a generator script (cudnn_op_sources.py's interface: OUT_DIR first, then `arguments`)
+    with the Theano to check and Debian's pygpu first on the path; its index.json."""
     pygpu = next((debian / "usr" / "lib" / "python3" / "dist-packages").glob("pygpu")).parent
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(theano_dir.parent), str(pygpu), str(site)])
     env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(debian / "usr" / "lib"), env.get("LD_LIBRARY_PATH")]))
     env["THEANORC"] = str(work / "no-theanorc")  # the caller's Theano config must not change the code
-    env["THEANO_FLAGS"] = ",".join([
-        "device=cpu", f"base_compiledir={cache / 'theano-compile'}", "blas.ldflags=",
-        f"dnn.include_path={cudnn_dir}", f"cuda.include_path={cuda_dir}",
-    ])
+    env["THEANO_FLAGS"] = ",".join(["device=cpu", f"base_compiledir={cache / 'theano-compile'}", "blas.ldflags=",
+                                    *flags])
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # never write into the Theano being checked
-    done = subprocess.run([sys.executable, str(GENERATOR), str(work), str(version)],
+    done = subprocess.run([sys.executable, str(generator), str(work), *arguments],
                           env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise ToolFailed(f"Theano could not generate the sources of its cuDNN ops:\n{done.stderr[-4000:]}")
+        raise ToolFailed(f"Theano could not generate the sources of {generator.name}'s ops:\n{done.stderr[-4000:]}")
     return json.loads((work / "index.json").read_text())
 
 

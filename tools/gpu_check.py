@@ -303,8 +303,8 @@ def probe_judge(code, document):
 
 
 def bench_judge(code, document):
-    """Instability, a launch count other than the plan's, and the target "never slower than
-    _dev20 at K = 1000 and 10000" (issue 14) for theano-det's op."""
+    """Instability, a launch count other than the plan's, the op run without its C code, and the
+    target "never slower than _dev20 at K = 1000 and 10000" (issue 14) for theano-det's op."""
     problems = []
     columns = document.get("columns", [])
     dev20 = next((column for column in columns if "_dev20" in column["label"]), {"sizes": {}})
@@ -313,6 +313,8 @@ def bench_judge(code, document):
         for size, figures in column.get("sizes", {}).items():
             if "_dev20" not in column["label"] and not figures.get("stable"):
                 problems.append("%s not bitwise stable at K=%s" % (column["label"], size))
+            if figures.get("host") == "Python":
+                problems.append("%s ran its Python launches at K=%s, not its C code" % (column["label"], size))
             counted = figures.get("launches_per_call")
             if counted is not None and counted != planned.get(size):
                 problems.append("%s: %s launches per call at K=%s, the plan has %s"

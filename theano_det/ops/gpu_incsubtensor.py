@@ -7,10 +7,18 @@ order of additions is ordered_scatter's: per (row, column), the positions in
 increasing order, so the bits are np.add.at's.
 
 The work is done by the kernels of scatter_kernel.py, compiled by libgpuarray
-(NVRTC) through pygpu's GpuKernel and launched by `perform` as
-scatter_kernel.launch_plan says (2 launches for K <= RANK_MAX, into work
-buffers kept for the next call of the same size). x has 1 or 2 dimensions (a
-1-D x is an N x 1 view); the rewrite leaves other ranks to Theano's ops.
+(NVRTC), in the order scatter_kernel.launch_plan gives (2 launches for
+K <= RANK_MAX). Two host sides launch them:
+
+- the op's C code (Theano's GpuKernelBase: the kernels compiled once per
+  module, the launches and the one read-back in scatter_launch.py's C), which
+  Theano uses whenever it compiles C, as it must for its gpuarray backend;
+- `perform` / scatter(), through pygpu's GpuKernel, into work buffers kept for
+  the next call of the same size: the same kernels from Python, for the GPU
+  probe's checks of the kernels and where Theano runs no C.
+
+x has 1 or 2 dimensions (a 1-D x is an N x 1 view); the rewrite leaves other
+ranks to Theano's ops.
 
 Imports Theano's gpuarray backend and pygpu: only the GPU layer of
 incsubtensor_rewrite imports this module. Python 3.5+ syntax.
@@ -20,17 +28,17 @@ from collections import OrderedDict
 import numpy as np
 import theano.tensor as T
 from theano.gof import Apply
-from theano.gpuarray.basic_ops import as_gpuarray_variable, infer_context_name
+from theano.gpuarray.basic_ops import GpuKernelBase, Kernel, as_gpuarray_variable, infer_context_name
 from theano.gpuarray.type import gpu_context_type
 
 from . import scatter_kernel as sk
+from .scatter_launch import NO_BAD_POSITION, host_source
 from .det_incsubtensor import FixedOrderIncSubtensor1
 from .ordered_scatter import scatter_rows
 
-NO_BAD_POSITION = 0xFFFFFFFF
 
 
-class GpuDetAdvancedIncSubtensor1(FixedOrderIncSubtensor1):
+class GpuDetAdvancedIncSubtensor1(GpuKernelBase, FixedOrderIncSubtensor1):
     """x[ilist] += y (or x[ilist] = y) on the GPU in the fixed order; see the module docstring."""
 
     _f16_ok = True
@@ -70,6 +78,127 @@ class GpuDetAdvancedIncSubtensor1(FixedOrderIncSubtensor1):
 
     def connection_pattern(self, node):
         return [[True], [True], [False]]
+
+    # -- the C code: the same kernels, launched from C (scatter_launch.py) --
+
+    def gpu_kernels(self, node, nodename):
+        from pygpu import gpuarray
+
+        types = {"size": gpuarray.SIZE, "ssize": gpuarray.SSIZE, "buffer": gpuarray.GpuArray,
+                 "uint32": "uint32", "int32": "int32"}
+        dtype, index_dtype = node.inputs[0].dtype, node.inputs[2].dtype
+        source = sk.kernel_source(dtype, index_dtype)
+        return [Kernel(code=source, name=name, params=[types[t] for t in sk.ARGUMENTS[name]],
+                       flags=sk.kernel_flags(dtype, index_dtype))
+                for name in sk.KERNEL_NAMES]
+
+    def c_headers(self):
+        return super(GpuDetAdvancedIncSubtensor1, self).c_headers() + [
+            "<gpuarray_helper.h>", "<gpuarray/buffer.h>", "<sys/types.h>"]
+
+    def c_header_dirs(self):
+        from theano.gpuarray.basic_ops import gpuarray_helper_inc_dir
+
+        return super(GpuDetAdvancedIncSubtensor1, self).c_header_dirs() + [gpuarray_helper_inc_dir()]
+
+    def c_code_cache_version(self):
+        return c_code_version()
+
+    def c_support_code_struct(self, node, nodename):
+        index_type = "npy_" + node.inputs[2].dtype
+        return super(GpuDetAdvancedIncSubtensor1, self).c_support_code_struct(node, nodename) + C_HOOKS + \
+            host_source("") + C_SCATTER % {"index_type": index_type, "unsigned": int(index_type.startswith("npy_u"))}
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        x, y, ilist = inputs
+        return C_CALL % {"x": x, "y": y, "idx": ilist, "out": outputs[0], "fail": sub["fail"],
+                         "ctx": sub["params"], "inplace": int(self.inplace),
+                         "set": int(self.set_instead_of_inc)}
+
+
+_c_version = []
+
+
+def c_code_version():
+    """(1, a number from scatter_kernel.source_digest()): any change to kernels, plan or launches recompiles."""
+    if not _c_version:
+        _c_version.append((1, int(sk.source_digest()[:12], 16)))
+    return _c_version[0]
+
+
+# What scatter_launch's C needs from its includer, here libgpuarray's.
+C_HOOKS = """
+typedef gpucontext td_context;
+gpudata *td_alloc(td_context *ctx, size_t bytes, int *err) { return gpudata_alloc(ctx, bytes, NULL, 0, err); }
+void td_release(gpudata *buffer) { gpudata_release(buffer); }
+int td_read_uint32(unsigned int *value, gpudata *buffer) { return gpudata_read(value, buffer, 0, sizeof(*value)); }
+"""
+
+# out[idx] += y (or = y) for GPU arrays, out already x or its copy; 0, or 1 with a Python error set.
+C_SCATTER = """
+int td_scatter(PyGpuArrayObject *out, PyGpuArrayObject *y, PyGpuArrayObject *idx,
+               int set_instead_of_inc, PyGpuContextObject *ctx) {
+  td_problem p;
+  unsigned int bad;
+  int err;
+  %(index_type)s value;
+  if (td_describe(&p, PyGpuArray_NDIM(out), PyGpuArray_DIMS(out), PyGpuArray_STRIDES(out),
+                  PyGpuArray_NDIM(y), PyGpuArray_DIMS(y), PyGpuArray_STRIDES(y),
+                  GpuArray_ITEMSIZE(&out->ga), PyGpuArray_DIMS(idx)[0],
+                  PyGpuArray_STRIDES(idx)[0], GpuArray_ITEMSIZE(&idx->ga))) {
+    PyErr_SetString(PyExc_ValueError, "array is not broadcastable to correct shape");
+    return 1;
+  }
+  if (p.K > TD_MAX_ROWS || p.N > TD_MAX_ROWS) {
+    PyErr_Format(PyExc_NotImplementedError, "GpuDetAdvancedIncSubtensor1's C code handles at most %%d rows "
+                 "and positions, not %%llu and %%llu", TD_MAX_ROWS, (unsigned long long)p.N,
+                 (unsigned long long)p.K);
+    return 1;
+  }
+  p.idx = idx->ga.data; p.idx_offset = idx->ga.offset;
+  p.out = out->ga.data; p.out_offset = out->ga.offset;
+  p.y = y->ga.data; p.y_offset = y->ga.offset;
+  p.set_instead_of_inc = set_instead_of_inc;
+  err = td_scatter_run(ctx->ctx, &p, TD_RANK_MAX, &bad);
+  if (err != GA_NO_ERROR) {
+    PyErr_Format(PyExc_RuntimeError, "GpuDetAdvancedIncSubtensor1: %%s", gpucontext_error(ctx->ctx, err));
+    return 1;
+  }
+  if (bad == TD_NO_BAD)
+    return 0;
+  /* nothing was written: numpy's IndexError for the first index out of range */
+  err = gpudata_read(&value, idx->ga.data,
+                     (size_t)((ssize_t)idx->ga.offset + (ssize_t)bad * PyGpuArray_STRIDES(idx)[0]), sizeof(value));
+  if (err != GA_NO_ERROR) {
+    PyErr_Format(PyExc_RuntimeError, "GpuDetAdvancedIncSubtensor1: %%s", gpucontext_error(ctx->ctx, err));
+    return 1;
+  }
+  if (%(unsigned)d)
+    PyErr_Format(PyExc_IndexError, "index %%llu is out of bounds for axis 0 with size %%llu",
+                 (unsigned long long)value, (unsigned long long)p.N);
+  else
+    PyErr_Format(PyExc_IndexError, "index %%lld is out of bounds for axis 0 with size %%llu",
+                 (long long)value, (unsigned long long)p.N);
+  return 1;
+}
+"""
+
+# The node's code: out is x (inplace) or a copy of it, then the scatter into out.
+C_CALL = """
+if (%(inplace)d) {
+  Py_XDECREF(%(out)s);
+  %(out)s = %(x)s;
+  Py_INCREF(%(out)s);
+} else {
+  %(out)s = theano_try_copy(%(out)s, %(x)s);
+}
+if (!%(out)s) {
+  %(fail)s
+}
+if (td_scatter(%(out)s, %(y)s, %(idx)s, %(set)d, %(ctx)s)) {
+  %(fail)s
+}
+"""
 
 
 def local_gpu_det_incsubtensor1_inplace_function():

@@ -366,20 +366,23 @@ def kernel_flags(dtype, index_dtype):
 # paths, around the threshold, and the benchmark's sizes
 DIGEST_PLANS = ((1, 1, 1), (1000, 10000, 256), (10000, 10000, 256), (RANK_MAX, 1000, 3),
                 (RANK_MAX + 1, 1000, 3), (100000, 10000, 256), (2 ** 20, 2 ** 20, 7))
-HOST_MODULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu_incsubtensor.py")
+HOST_MODULES = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+                     for name in ("gpu_incsubtensor.py", "scatter_launch.py"))
 
 
-def source_digest(host_module=None):
+def source_digest(host_modules=None):
     """sha256 of what a recorded GPU pass vouches for: every source variant, the
-    launch plans of DIGEST_PLANS and the op's launch code (gpu_incsubtensor.py)."""
+    launch plans of DIGEST_PLANS and the op's launch code (gpu_incsubtensor.py,
+    and scatter_launch.py: its C)."""
     digest = hashlib.sha256()
     for dtype in DTYPES:
         for index_dtype in INDEX_DTYPES:
             digest.update(kernel_source(dtype, index_dtype).encode("utf-8"))
     for sizes in DIGEST_PLANS:
         digest.update(repr(launch_plan(*sizes)).encode("utf-8"))
-    with open(host_module or HOST_MODULE, "rb") as host:
-        digest.update(host.read())
+    for path in host_modules or HOST_MODULES:
+        with open(path, "rb") as host:
+            digest.update(host.read())
     return digest.hexdigest()
 
 
