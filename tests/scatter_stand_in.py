@@ -48,6 +48,21 @@ class FakeGpuArray:
                             self.strides, self.dtype)
 
 
+def strided_x(base):
+    """(whole, x, host_x): rows 2, 4, .. and columns 1, 3, 5 of a 12 x 8 float32 `base` on the
+    stand-in (a view with an offset and strides), and the same view of `base`."""
+    whole = FakeGpuArray.from_numpy(base)
+    x = FakeGpuArray(whole.data, whole.offset + 2 * 32 + 4, (5, 3), (64, 8), np.float32)
+    return whole, x, base[2::2][:5, 1:7:2]
+
+
+def outside_strided_x():
+    """The mask of `base`'s elements outside strided_x's view (what a write into it must leave)."""
+    untouched = np.ones((12, 8), bool)
+    untouched[2:12:2, 1:7:2] = False
+    return untouched
+
+
 def typed(data, dtype, offset=0):
     """The buffer seen as `dtype` elements from byte `offset`, as the kernel's pointer arithmetic
     sees it: element i is at offset + i * itemsize, for negative i too (a view with a negative stride)."""
