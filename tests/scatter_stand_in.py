@@ -125,13 +125,17 @@ def td_rows_counts(launch, K, N, idx, idx_offset, idx_stride, keys, pos, tile_co
 
 
 def td_rank(launch, K, N, idx, idx_offset, idx_stride, keys, pos, first_bad):
-    assert launch.gs * launch.ls >= K  # one thread per position
+    assert launch.ls == sk.RANK_THREADS * sk.RANK_SPLIT  # RANK_SPLIT lanes of RANK_THREADS threads
+    assert launch.gs * sk.RANK_THREADS >= K  # a thread of each lane per position
     index = typed(idx, launch.index_dtype, idx_offset)
     keys, pos, first_bad = typed(keys, np.uint32), typed(pos, np.uint32), typed(first_bad, np.uint32)
     rows, bads = zip(*(td_row(launch, index[j * idx_stride], N) for j in range(K)))
     rows = np.array(rows, dtype=np.uint32)
-    for i in range(K):  # thread i: the positions before its own in the stable order
-        rank = np.count_nonzero(rows < rows[i]) + np.count_nonzero(rows[:i] == rows[i])
+    j = np.arange(K)
+    lane_of_j = (j // sk.RANK_THREADS) % sk.RANK_SPLIT
+    for i in range(K):  # position i's lanes: the positions before its own in their tiles; lane 0 adds
+        before = (rows < rows[i]) | ((rows == rows[i]) & (j < i))
+        rank = sum(int(np.count_nonzero(before[lane_of_j == lane])) for lane in range(sk.RANK_SPLIT))
         keys[rank], pos[rank] = rows[i], i
     first_bad[0] = min([j for j in range(K) if bads[j]] + [0xFFFFFFFF])  # block 0's smallest_bad
 

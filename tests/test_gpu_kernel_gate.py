@@ -57,7 +57,8 @@ def test_the_digest_changes_with_the_kernel_sources(monkeypatch):
     assert scatter_kernel.source_digest() != before
 
 
-@pytest.mark.parametrize("constant,value", [("RANK_MAX", 8192), ("RANK_THREADS", 256), ("TILE", 512)])
+@pytest.mark.parametrize("constant,value", [("RANK_MAX", 8192), ("RANK_THREADS", 256), ("RANK_SPLIT", 4),
+                                              ("TILE", 512)])
 def test_the_digest_changes_with_the_launch_plan(monkeypatch, constant, value):
     before = scatter_kernel.source_digest()
     monkeypatch.setattr(scatter_kernel, constant, value)

@@ -63,7 +63,8 @@ def test_ptxas_assembles_without_spilling(toolchain, arch):
         assert used["registers"] <= 64, (name, used)
         assert used["spill_stores"] == used["spill_loads"] == 0, (name, used)
         assert used["shared"] <= 48 * 1024, (name, used)  # static shared memory, within every sm_60+ block
-    assert assembled["kernels"]["td_rank"]["shared"] >= 4 * sk.RANK_THREADS  # its tile of rows
+    assert assembled["kernels"]["td_rank"]["shared"] >= 4 * sk.RANK_THREADS * sk.RANK_SPLIT  # its lanes' tiles
+    assert assembled["kernels"]["td_rank"]["registers"] * sk.RANK_THREADS * sk.RANK_SPLIT <= 65536  # its block fits
 
 
 def test_nvrtc_reports_an_error_in_a_broken_source(toolchain):

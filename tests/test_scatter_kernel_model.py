@@ -98,7 +98,8 @@ def test_the_rank_sort_gives_the_stable_order_in_one_launch(n_rows, n_positions)
     rng = np.random.RandomState(n_rows)
     idx = rng.randint(-n_rows, n_rows, size=n_positions)
     ((kernel, blocks, threads, _),) = sk.launch_plan(n_positions, n_rows, 0)
-    assert kernel == "td_rank" and blocks * threads >= n_positions > (blocks - 1) * threads
+    assert kernel == "td_rank" and threads == sk.RANK_THREADS * sk.RANK_SPLIT
+    assert blocks * sk.RANK_THREADS >= n_positions > (blocks - 1) * sk.RANK_THREADS
     keys, pos, first_bad = model.td_rank(idx, n_rows, blocks, threads)
     rows = normalize_rows(idx, n_rows)
     assert np.array_equal(pos, group_positions(rows).order)
@@ -108,7 +109,7 @@ def test_the_rank_sort_gives_the_stable_order_in_one_launch(n_rows, n_positions)
 
 def test_the_rank_sort_finds_the_first_bad_position_and_still_fills_every_slot():
     idx = np.array([2, 9, 1, -7, 2, 5, 0])
-    keys, pos, first_bad = model.td_rank(idx, 4, 1, sk.RANK_THREADS)
+    keys, pos, first_bad = model.td_rank(idx, 4, 1, sk.RANK_THREADS * sk.RANK_SPLIT)
     assert first_bad == 1
     assert sorted(pos) == list(range(7))  # bad positions sort as row 0, every slot written once
     assert list(keys) == [0, 0, 0, 0, 1, 2, 2]

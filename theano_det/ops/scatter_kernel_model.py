@@ -5,9 +5,10 @@ within a block, thread by thread where the order matters, and does each
 kernel's arithmetic in the kernel's types and order:
 
 - td_row: rows wrapped as the kernel wraps them (row 0 for an index out of range);
-- td_rank (K <= RANK_MAX): per block and thread, the count of positions before
-  its own in the stable order, its writes to that slot, and block 0's first_bad
-  = the smallest bad position (what atomicMin leaves, whatever the order);
+- td_rank (K <= RANK_MAX): per block and lane, each thread's count of positions
+  before its own in the stable order over its lane's tiles, lane 0's sum and its
+  writes to that slot, and block 0's first_bad = the smallest bad position (what
+  atomicMin leaves, whatever the order);
 - td_rows_counts / td_digit_counts / td_scan / td_scatter: per tile, the rows
   and the tile's smallest bad position, thread d's count and its walk in
   position order; the scan by chunks of the single block's threads and the
@@ -101,21 +102,29 @@ def td_rows_counts(indices, n_rows, blocks, threads):
 
 
 def td_rank(indices, n_rows, blocks, threads):
-    """(keys, pos, first_bad) sorted stably by row in one launch: thread i of the grid writes
-    its row and position to slot #{j: row_j < row_i} + #{j < i: row_j == row_i}."""
+    """(keys, pos, first_bad) sorted stably by row in one launch: block b's threads (p, lane)
+    count, for position i = b * RANK_THREADS + p, the positions j before it in the stable order
+    (row_j < row_i, or row_j == row_i and j < i) over the tiles lane, lane + RANK_SPLIT, ...
+    of RANK_THREADS positions; lane 0 writes row and position to the sum of the lanes' counts."""
     n_positions = len(indices)
-    assert blocks * threads >= n_positions, "one thread per position"
+    assert threads == sk.RANK_THREADS * sk.RANK_SPLIT, "RANK_SPLIT lanes of RANK_THREADS threads"
+    assert blocks * sk.RANK_THREADS >= n_positions, "a thread of each lane per position"
     rows, bad = td_row(indices, n_rows)  # as each thread computes it
     first_bad = smallest_bad(bad)  # every block's shared atomicMin over all j; block 0 writes it
     keys, pos = np.empty_like(rows), np.empty_like(rows)
     written = np.zeros(n_positions, dtype=bool)
     j = np.arange(n_positions)
+    lane_of_j = (j // sk.RANK_THREADS) % sk.RANK_SPLIT  # the lane whose tile holds position j
     for block in range(blocks):
-        mine = np.arange(block * threads, min((block + 1) * threads, n_positions))  # threads with i < K
-        # each thread's count over every tile of the block's walk (integers: any order is exact)
+        mine = np.arange(block * sk.RANK_THREADS, min((block + 1) * sk.RANK_THREADS, n_positions))  # i < K
         other, own = rows[None, :], rows[mine, None]
         before = (other < own) | ((other == own) & (j[None, :] < mine[:, None]))
-        ranks = np.count_nonzero(before, axis=1)
+        # each lane's count over its tiles (integers: any order is exact), then lane 0's sum
+        lanes = [np.count_nonzero(before[:, lane_of_j == lane], axis=1).astype(np.uint32)
+                 for lane in range(sk.RANK_SPLIT)]
+        ranks = np.zeros(len(mine), dtype=np.uint32)
+        for count in lanes:
+            ranks += count
         assert not written[ranks].any(), "two threads wrote one slot"
         keys[ranks], pos[ranks], written[ranks] = rows[mine], mine, True
     assert written.all(), "a slot was never written"

@@ -39,6 +39,7 @@ _SOURCE = r"""
 #define TD_APPLY_THREADS %(apply_threads)d
 #define TD_RANK_MAX %(rank_max)d
 #define TD_RANK_THREADS %(rank_threads)d
+#define TD_RANK_SPLIT %(rank_split)d
 #define TD_MAX_BLOCKS %(max_blocks)d
 #define TD_MAX_ROWS %(max_rows)d
 #define TD_MAX_STEPS %(max_steps)d
@@ -92,7 +93,7 @@ TD_MEMBER int td_plan(size_t K, size_t N, size_t D, size_t rank_max, td_step *st
     return 0;
   if (K <= rank_max) {
     steps[n].kernel = TD_RANK; steps[n].blocks = td_blocks(K, TD_RANK_THREADS);
-    steps[n].threads = TD_RANK_THREADS; steps[n].shift = 0; ++n;
+    steps[n].threads = TD_RANK_THREADS * TD_RANK_SPLIT; steps[n].shift = 0; ++n;
   } else {
     passes = td_radix_passes(N);
     for (pass = 0; pass < passes; ++pass) {
@@ -237,6 +238,7 @@ def host_source(member=""):
     return "#define TD_MEMBER %s\n" % member + _SOURCE % {
         "tile": sk.TILE, "digit_bits": sk.DIGIT_BITS, "radix": sk.RADIX, "scan_threads": sk.SCAN_THREADS,
         "apply_threads": sk.APPLY_THREADS, "rank_max": sk.RANK_MAX, "rank_threads": sk.RANK_THREADS,
+        "rank_split": sk.RANK_SPLIT,
         "max_blocks": sk.MAX_BLOCKS, "max_rows": sk.MAX_ROWS, "max_steps": MAX_STEPS,
         "no_bad": NO_BAD_POSITION, "kernel_ids": kernel_ids,
     }
