@@ -12,6 +12,7 @@ checked by test_scatter_launch.py.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -57,6 +58,18 @@ def test_the_op_compiles(generated, variant):
     (op,) = [op for op in index["ops"] if op["name"] == variant]
     result = tool.syntax_check(op, [f"-I{debian / 'usr' / 'include'}"])
     assert result["ok"], "\n".join(result["errors"])
+
+
+def test_the_device_compiles_the_kernel_source_the_nvrtc_tests_compile(generated):
+    # GpuKernelBase embeds each kernel's source as a C string; unescaped, it is scatter_kernel's
+    index, _ = generated
+    for op, variant in zip(index["ops"], scatter_op_sources.VARIANTS):
+        source = Path(op["source"]).read_text()
+        for name in sk.KERNEL_NAMES:
+            found = re.search(r'static const char \*kcode_%s_unsigned = "(.*?)";\n' % name, source, re.S)
+            assert found, name
+            embedded = found.group(1).replace('\\n', "\n").replace('\\"', '"')
+            assert embedded == sk.kernel_source(variant[1], variant[2]), (op["name"], name)
 
 
 def test_the_check_can_fail(generated, tmp_path):
