@@ -23,10 +23,11 @@ alone, for comparison); on a GPU, whether Theano ran the op's C code (its
 launches from C, scatter_launch.py) or its perform, and its Python launch code
 alone (gpu_incsubtensor.scatter on pygpu arrays, without Theano's per-call
 overhead): launches counted per call, and time per call with the plan's sort
-and with the radix sort forced (so the GPU run shows the gain of the one-launch
-sort and whether its threshold RANK_MAX is well placed). Python launches cost
-microseconds each, which matters at small K: the op's time in the tables is
-its C code's.
+and with the radix sort forced. The op itself is also timed with the radix
+sort forced (from C, a subclass with rank_max 0), so the GPU run shows the gain
+of the one-launch sort and whether its threshold RANK_MAX is well placed.
+Python launches cost microseconds each, which matters at small K: the op's
+time in the tables is its C code's.
 
 --compile-only needs neither Theano nor a GPU: it compiles the kernel with NVRTC
 for sm_60, sm_70, sm_80 and sm_90 as libgpuarray would and prints ptxas's register
@@ -55,12 +56,13 @@ Candidate = namedtuple("Candidate", "label compile missing")
 Candidate.__doc__ = """One column: compile(x, y, idx) -> (call, to_host, sync); or missing: why not."""
 
 Result = namedtuple("Result", "seconds stable distinct max_error sequential launches_per_call scatter_seconds "
-                               "radix_scatter_seconds host")
+                               "radix_scatter_seconds host radix_seconds")
 # for theano-det's GPU op only: its Python launch code alone (gpu_incsubtensor.scatter on pygpu
 # arrays, without Theano's per-call overhead): launches counted per call, seconds per call with
-# the plan's sort and with the radix sort forced (where RANK_MAX should be); and host: "C" when
-# Theano ran the op's C code, "Python" when its perform
-Result.__new__.__defaults__ = (None, None, None, None)
+# the plan's sort and with the radix sort forced (where RANK_MAX should be); host: "C" when
+# Theano ran the op's C code, "Python" when its perform; radix_seconds: the op's time per call
+# with the radix sort forced in its C code
+Result.__new__.__defaults__ = (None, None, None, None, None)
 
 OURS_GPU = "theano-det `GpuDetAdvancedIncSubtensor1`"
 
@@ -98,7 +100,8 @@ def main(argv=None):
                     result = result._replace(
                         launches_per_call=counted(), scatter_seconds=scatter_seconds,
                         radix_scatter_seconds=time_scatter(x, y, idx, args.min_seconds, rank_max=0),
-                        host=op_host(call, candidate_op(candidate)))
+                        host=op_host(call, candidate_op(candidate)),
+                        radix_seconds=time_radix_sorted_op(x, y, idx, args.min_seconds))
                 results[k, candidate.label] = result
     print_tables(args, candidates, results)
     print_launches(args, results)
@@ -127,19 +130,23 @@ def time_scatter(x, y, idx, min_seconds, rank_max=None):
     x_gpu, y_gpu, idx_gpu = (gpuarray.array(array, context=context) for array in (x, y, idx))
     planned = scatter_kernel.RANK_MAX
     scatter_kernel.RANK_MAX = planned if rank_max is None else rank_max
-    try:
-        scatter(x_gpu, y_gpu, idx_gpu, False, False, context)  # warm up: compiled kernels, work buffers
-        repeat = 1
-        while True:
-            start = time.perf_counter()
-            for _ in range(repeat):
-                scatter(x_gpu, y_gpu, idx_gpu, False, False, context)
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_seconds or repeat >= 1 << 16:
-                return elapsed / repeat
-            repeat *= 2
+    try:  # the warm-up call compiles the kernels and makes the work buffers
+        return seconds_per_call(lambda: scatter(x_gpu, y_gpu, idx_gpu, False, False, context), min_seconds)
     finally:
         scatter_kernel.RANK_MAX = planned
+
+
+def radix_sorted_op():
+    """GpuDetAdvancedIncSubtensor1 whose C code takes the radix sort for every K."""
+    from theano_det.ops.gpu_incsubtensor import GpuDetAdvancedIncSubtensor1
+
+    return type("GpuDetAdvancedIncSubtensor1RadixSort", (GpuDetAdvancedIncSubtensor1,), {"rank_max": 0})
+
+
+def time_radix_sorted_op(x, y, idx, min_seconds):
+    """Seconds per call of the op from C with the radix sort forced (as the tables time the op)."""
+    call, _, sync = gpu_compiler(radix_sorted_op(), index_on_gpu=True)(x, y, idx)
+    return seconds_per_call(call, min_seconds, sync)
 
 
 def launch_counter():
@@ -167,6 +174,9 @@ def dry_run(theano, args):
 
     from theano_det.ops import gpu_incsubtensor, scatter_kernel  # noqa: F401
 
+    radix_sorted = radix_sorted_op()()  # the forced radix sort's op: its own compiled module
+    if radix_sorted.c_code_cache_version() == gpu_incsubtensor.GpuDetAdvancedIncSubtensor1().c_code_cache_version():
+        raise RuntimeError("the op with the radix sort forced would share the op's compiled module")
     print("incsubtensor benchmark (dry run): would measure K in %s on %s x %s, device=%s"
           % (args.sizes, args.rows, args.cols, theano.config.device))
     return 0
@@ -252,7 +262,18 @@ def measure(call, to_host, sync, references, runs, min_seconds):
     """Seconds per call (doubling the batch until it lasts min_seconds), bitwise stability, error,
     and whether the first run has the bits of the sequential reference."""
     reference, sequential = references
-    sync(call())  # warm up
+    seconds = seconds_per_call(call, min_seconds, sync)
+    outputs = [to_host(call()) for _ in range(runs)]
+    digests = set(hashlib.sha256(np.ascontiguousarray(out).tobytes()).hexdigest() for out in outputs)
+    max_error = float(np.max(np.abs(outputs[0].astype(np.float64) - reference))) if reference.size else 0.0
+    same_bits = outputs[0].tobytes() == sequential.tobytes()
+    return Result(seconds, len(digests) == 1, len(digests), max_error, same_bits)
+
+
+def seconds_per_call(call, min_seconds, sync=lambda out: None):
+    """Seconds per call after one warm-up call, doubling the batch until it lasts min_seconds
+    (sync(out) waits for the last call's work)."""
+    sync(call())
     repeat = 1
     while True:
         start = time.perf_counter()
@@ -261,13 +282,8 @@ def measure(call, to_host, sync, references, runs, min_seconds):
         sync(out)
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds or repeat >= 1 << 16:
-            break
+            return elapsed / repeat
         repeat *= 2
-    outputs = [to_host(call()) for _ in range(runs)]
-    digests = set(hashlib.sha256(np.ascontiguousarray(out).tobytes()).hexdigest() for out in outputs)
-    max_error = float(np.max(np.abs(outputs[0].astype(np.float64) - reference))) if reference.size else 0.0
-    same_bits = outputs[0].tobytes() == sequential.tobytes()
-    return Result(elapsed / repeat, len(digests) == 1, len(digests), max_error, same_bits)
 
 
 # -- the columns -----------------------------------------------------------
@@ -398,14 +414,16 @@ def print_launches(args, results):
     print()
     print("## Host side of theano-det's GPU op: kernel launches per call (one sync each)")
     print()
-    print("| K | launch plan | radix sort alone | the op's launches | counted on the GPU (`scatter()`) "
-          "| `scatter()` alone per call | `scatter()` with the radix sort |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| K | launch plan | radix sort alone | the op's launches | the op with the radix sort (C) "
+          "| counted on the GPU (`scatter()`) | `scatter()` alone per call | `scatter()` with the radix sort |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for k in args.sizes:
         plan, radix = planned_launches(k, args.rows, args.cols)
         result = results.get((k, OURS_GPU))
         host = "not measured (no GPU)" if result is None or result.host is None else \
             "from C" if result.host == "C" else "from Python (perform: no C code)"
+        radix_op = "not measured (no GPU)" if result is None else \
+            "not measured" if result.radix_seconds is None else format_ms(result.radix_seconds)
         if result is None or result.launches_per_call is None:
             counted = "not measured (no GPU)" if result is None else "no call launched"
         else:
@@ -415,8 +433,8 @@ def print_launches(args, results):
         times = [format_ms(seconds) if seconds is not None else "not measured"
                  for seconds in (result.scatter_seconds, result.radix_scatter_seconds)] if result is not None \
             else ["not measured (no GPU)"] * 2
-        print("| %s | %d | %d | %s | %s | %s | %s |" % (format(k, ",").replace(",", " "), plan, radix, host, counted,
-                                                      *times))
+        print("| %s | %d | %d | %s | %s | %s | %s | %s |" % (format(k, ",").replace(",", " "), plan, radix, host,
+                                                           radix_op, counted, *times))
 
 
 def format_ms(seconds):

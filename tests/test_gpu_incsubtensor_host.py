@@ -215,14 +215,15 @@ def test_the_benchmarks_gpu_host_figures_on_the_stand_in(monkeypatch, capsys):
     assert radix_seconds > 0 and FakeGpuKernel.launched.count("td_rows_counts") == 2 and sk.RANK_MAX == 16384
     assert "td_rank" not in FakeGpuKernel.launched
     args = bench.parse_args(["--sizes", "300,20000", "--rows", "40", "--cols", "3", "--distinct", "40"])
-    results = {(300, bench.OURS_GPU): bench.Result(1e-3, True, 1, 0.0, True, 2, seconds, radix_seconds, "C"),
+    results = {(300, bench.OURS_GPU): bench.Result(1e-3, True, 1, 0.0, True, 2, seconds, radix_seconds, "C", 3e-5),
                (20000, bench.OURS_GPU): bench.Result(1e-3, True, 1, 0.0, True, 2, 5e-5, host="Python")}
     bench.print_launches(args, results)
     out = capsys.readouterr().out
-    assert "| 300 | 2 | 4 | from C | 2 | %s | %s |" % (bench.format_ms(seconds), bench.format_ms(radix_seconds)) in out
+    assert "| 300 | 2 | 4 | from C | 0.03 ms | 2 | %s | %s |" % (
+        bench.format_ms(seconds), bench.format_ms(radix_seconds)) in out
     # 40 rows: one radix pass
-    assert "| 20 000 | 4 | 4 | from Python (perform: no C code) | 2 (differs from the plan) | 0.05 ms " \
-        "| not measured |" in out
+    assert "| 20 000 | 4 | 4 | from Python (perform: no C code) | not measured | 2 (differs from the plan) " \
+        "| 0.05 ms | not measured |" in out
 
 
 def test_the_gpu_probes_graph_script_runs_on_the_cpu(isolated_home):

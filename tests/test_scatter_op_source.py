@@ -47,6 +47,8 @@ def test_theano_writes_every_variant(generated):
         assert "GpuKernel k_%s;" % name in source and "int %s_call(" % name in source
         assert '"%s"' % name in source and "err = %s_call(1, &gs, &ls, 0," % name in source
     assert "td_scatter_run(ctx->ctx, &p, TD_RANK_MAX, &bad)" in source
+    radix = Path(index["ops"][-1]["source"]).read_text()  # the benchmark's op with the radix sort forced
+    assert index["ops"][-1]["name"].endswith("_rank_max_0") and "td_scatter_run(ctx->ctx, &p, 0, &bad)" in radix
     for op, variant in zip(index["ops"], scatter_op_sources.VARIANTS):  # out is x only for the inplace op
         inplace = variant[4]
         assert "if (%d) {\n  Py_XDECREF(" % inplace in Path(op["source"]).read_text()
