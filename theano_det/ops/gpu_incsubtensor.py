@@ -32,10 +32,9 @@ from theano.gpuarray.basic_ops import GpuKernelBase, Kernel, as_gpuarray_variabl
 from theano.gpuarray.type import gpu_context_type
 
 from . import scatter_kernel as sk
-from .scatter_launch import NO_BAD_POSITION, host_source
 from .det_incsubtensor import FixedOrderIncSubtensor1
 from .ordered_scatter import scatter_rows
-
+from .scatter_launch import NO_BAD_POSITION, host_source
 
 
 class GpuDetAdvancedIncSubtensor1(GpuKernelBase, FixedOrderIncSubtensor1):
