@@ -128,7 +128,7 @@ def library(tmp_path_factory):
     folder = tmp_path_factory.mktemp("scatter-launch")
     source = folder / "harness.cpp"
     source.write_text(HARNESS % {"wrappers": "\n".join(wrapper(name) for name in sk.KERNEL_NAMES),
-                                 "host": scatter_launch.host_source("")})
+                                 "host": scatter_launch.host_source()})
     built = subprocess.run(["g++", "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o", str(folder / "harness.so"),
                             str(source)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr

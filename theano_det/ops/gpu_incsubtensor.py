@@ -109,7 +109,7 @@ class GpuDetAdvancedIncSubtensor1(GpuKernelBase, FixedOrderIncSubtensor1):
     def c_support_code_struct(self, node, nodename):
         index_type = "npy_" + node.inputs[2].dtype
         return super(GpuDetAdvancedIncSubtensor1, self).c_support_code_struct(node, nodename) + C_HOOKS + \
-            host_source("") + C_SCATTER % {"index_type": index_type, "unsigned": int(index_type.startswith("npy_u")),
+            host_source() + C_SCATTER % {"index_type": index_type, "unsigned": int(index_type.startswith("npy_u")),
                                            "rank_max": "TD_RANK_MAX" if self.rank_max is None else int(self.rank_max)}
 
     def c_code(self, node, name, inputs, outputs, sub):

@@ -13,14 +13,14 @@ kernels from C, in this order:
 - td_scatter_run: allocates the work buffers (O(K), as gpu_incsubtensor.work_buffers),
   launches the plan, reads first_bad back (the call's one sync) and releases them.
 
-The code is valid C and C++ and names only what its includer defines: the type
+The code goes inside a C++ struct, as member functions beside the launch
+wrappers they call, and names only what its includer defines: the type
 `gpudata` and `td_context`; the launch wrappers `td_rank_call` ... (Theano's
-GpuKernelBase generates them from scatter_kernel.ARGUMENTS); td_alloc,
-td_release and td_read_uint32. In the op these are libgpuarray's; in
-tests/test_scatter_launch.py they are a stand-in that runs transcriptions of the
-kernels, so the C host code runs, and is checked, without a GPU. TD_MEMBER
-prefixes its functions: empty inside the op's struct (its functions are member
-functions there, like the wrappers they call), `static` elsewhere.
+GpuKernelBase generates them from scatter_kernel.ARGUMENTS, in the struct it
+writes for the op); td_alloc, td_release and td_read_uint32. In the op these
+are libgpuarray's; in tests/test_scatter_launch.py they are a stand-in that
+runs transcriptions of the kernels, so the C host code runs, and is checked,
+without a GPU.
 
 Pure Python (the C source is text); Python 3.5+ syntax.
 """
@@ -61,19 +61,19 @@ typedef struct {
   int set_instead_of_inc;
 } td_problem;
 
-TD_MEMBER size_t td_blocks(size_t work, size_t threads) {
+size_t td_blocks(size_t work, size_t threads) {
   size_t blocks = (work + threads - 1) / threads;
   if (blocks > TD_MAX_BLOCKS)
     blocks = TD_MAX_BLOCKS;
   return blocks < 1 ? 1 : blocks;
 }
 
-TD_MEMBER size_t td_tiles(size_t K) {
+size_t td_tiles(size_t K) {
   return (K + TD_TILE - 1) / TD_TILE;
 }
 
 /* One radix pass per TD_DIGIT_BITS of the largest row, N - 1 (at least one). */
-TD_MEMBER unsigned int td_radix_passes(size_t N) {
+unsigned int td_radix_passes(size_t N) {
   size_t top = N > 0 ? N - 1 : 0;
   unsigned int bits = 0, passes;
   while (top) {
@@ -86,7 +86,7 @@ TD_MEMBER unsigned int td_radix_passes(size_t N) {
 
 /* scatter_kernel.launch_plan: the launches for K positions into an N x D view
    (N below 2**31, so at most TD_MAX_STEPS); returns how many. */
-TD_MEMBER int td_plan(size_t K, size_t N, size_t D, size_t rank_max, td_step *steps) {
+int td_plan(size_t K, size_t N, size_t D, size_t rank_max, td_step *steps) {
   int n = 0;
   unsigned int pass, passes;
   if (K == 0)
@@ -114,7 +114,7 @@ TD_MEMBER int td_plan(size_t K, size_t N, size_t D, size_t rank_max, td_step *st
 
 /* The element stride of an array's axis of length `have` (byte stride `stride`) seen
    as `want` long: gpu_incsubtensor.element_strides for one axis. */
-TD_MEMBER int td_axis_stride(size_t have, size_t want, ssize_t stride, size_t itemsize, ssize_t *out) {
+int td_axis_stride(size_t have, size_t want, ssize_t stride, size_t itemsize, ssize_t *out) {
   if (have == want && have != 1)
     *out = stride / (ssize_t)itemsize;
   else if (have == 1)
@@ -126,7 +126,7 @@ TD_MEMBER int td_axis_stride(size_t have, size_t want, ssize_t stride, size_t it
 
 /* p's sizes and element strides: x (1 or 2 dimensions, an N x D view), y broadcast
    to (K, D), the index vector of K positions. 0, or TD_NOT_BROADCASTABLE for y. */
-TD_MEMBER int td_describe(td_problem *p, unsigned int x_nd, const size_t *x_dims, const ssize_t *x_strides,
+int td_describe(td_problem *p, unsigned int x_nd, const size_t *x_dims, const ssize_t *x_strides,
                           unsigned int y_nd, const size_t *y_dims, const ssize_t *y_strides,
                           size_t itemsize, size_t K, ssize_t idx_stride, size_t idx_itemsize) {
   size_t want[2], have[2];
@@ -153,7 +153,7 @@ TD_MEMBER int td_describe(td_problem *p, unsigned int x_nd, const size_t *x_dims
 
 /* The plan's launches, in order; 0 or the first failed launch's error. The radix
    sort's passes go back and forth between the two copies of keys and pos. */
-TD_MEMBER int td_launch(const td_problem *p, const td_step *plan, int n_steps,
+int td_launch(const td_problem *p, const td_step *plan, int n_steps,
                         gpudata **keys, gpudata **pos, gpudata *counts, gpudata *tile_bad,
                         gpudata *first_bad) {
   int step, source = 0, err = 0;
@@ -197,7 +197,7 @@ TD_MEMBER int td_launch(const td_problem *p, const td_step *plan, int n_steps,
    *bad (TD_NO_BAD: every index was in range, and td_apply wrote), the buffers
    released. rank_max: td_plan's switch to the radix sort (the op: TD_RANK_MAX).
    0, or an error code of the includer's functions. */
-TD_MEMBER int td_scatter_run(td_context *ctx, const td_problem *p, size_t rank_max, unsigned int *bad) {
+int td_scatter_run(td_context *ctx, const td_problem *p, size_t rank_max, unsigned int *bad) {
   td_step plan[TD_MAX_STEPS];
   gpudata *buffers[7] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};  /* keys x2, pos x2, counts, tile_bad, first_bad */
   int n_steps, radix, copies, i, err = 0;
@@ -231,11 +231,10 @@ TD_MEMBER int td_scatter_run(td_context *ctx, const td_problem *p, size_t rank_m
 """
 
 
-def host_source(member=""):
-    """The C host code; `member`: what prefixes its functions (TD_MEMBER): "" in a struct, "static" elsewhere."""
-    kernel_ids = "\n".join("#define %s %d" % (name.upper(), number) for name, number in sorted(
-        KERNEL_IDS.items(), key=lambda item: item[1]))
-    return "#define TD_MEMBER %s\n" % member + _SOURCE % {
+def host_source():
+    """The C host code, for the inside of a struct (module docstring)."""
+    kernel_ids = "\n".join("#define %s %d" % (name.upper(), KERNEL_IDS[name]) for name in sk.KERNEL_NAMES)
+    return _SOURCE % {
         "tile": sk.TILE, "digit_bits": sk.DIGIT_BITS, "radix": sk.RADIX, "scan_threads": sk.SCAN_THREADS,
         "apply_threads": sk.APPLY_THREADS, "rank_max": sk.RANK_MAX, "rank_threads": sk.RANK_THREADS,
         "rank_split": sk.RANK_SPLIT,
